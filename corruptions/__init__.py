@@ -1,0 +1,1 @@
+"""Corruptions (installed as ``robustbench_ovss.corruptions``)."""

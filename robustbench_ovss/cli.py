@@ -1,0 +1,155 @@
+"""The ``ovss-bench`` command line.
+
+Parsing lives here; each command's work lives in the module that owns it and is imported only when
+that command runs (so ``ovss-bench ls`` and ``--help`` stay fast and torch-free). User errors
+(:class:`~robustbench_ovss.errors.OvssError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import OvssError
+
+# command -> "module:function(args) -> int"
+HANDLERS = {
+    "run": "robustbench_ovss.runner:cli_run",
+    "collect": "robustbench_ovss.store:cli_collect",
+    "report": "robustbench_ovss.report:cli_report",
+    "compare": "robustbench_ovss.compare:cli_compare",
+    "ls": "robustbench_ovss.listing:cli_ls",
+    "data": "robustbench_ovss.datasets.check:cli_data",
+    "corrupt": "robustbench_ovss.corruptions.cache:cli_corrupt",
+    "convert-checkpoint": "robustbench_ovss.backends.convert:cli_convert",
+    "flops": "robustbench_ovss.flops:cli_flops",
+}
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard wants K/N such as 1/4, got {text!r}") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ovss-bench",
+        description="Robustness benchmark for open-vocabulary semantic segmentation on SAM 3.",
+    )
+    p.add_argument("--version", action="version", version=f"ovss-bench {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("run", help="run a benchmark grid (no CONFIG = the packaged demo)")
+    r.add_argument("config", nargs="?", default=None, help="TOML config file or packaged name (default: demo)")
+    r.add_argument("--methods", nargs="+", metavar="GLOB", help="methods to run (globs over config entries/registry)")
+    r.add_argument("--datasets", nargs="+", metavar="NAME")
+    r.add_argument("--corruptions", nargs="+", metavar="NAME")
+    r.add_argument("--severities", nargs="+", type=int, metavar="S")
+    r.add_argument("--seeds", nargs="+", type=int, metavar="SEED")
+    r.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images per dataset (recorded)")
+    r.add_argument("--shard", type=_shard, metavar="K/N", help="run shard K of N (default: RANK/WORLD_SIZE or 1/1)")
+    r.add_argument("--out", metavar="DIR", help="run directory (default runs/<config name>); rerun to resume")
+    r.add_argument("--data-root", metavar="DIR")
+    r.add_argument("--checkpoint", metavar="PATH", help="SAM 3 checkpoint: HF directory, sam3.pt or hub id")
+    r.add_argument("--device", metavar="D", help="auto | cpu | cuda | cuda:N")
+    r.add_argument("--workers", type=int, metavar="N", help="data-loading worker processes")
+    r.add_argument("--force", action="store_true", help="recompute finished units")
+    r.add_argument("--no-clean", action="store_true", help="skip the clean (severity 0) units")
+    r.add_argument("--plugins", nargs="+", default=[], metavar="MODULE", help="import these modules first")
+    r.add_argument("--save-preds", type=int, metavar="K", help="save prediction overlays of K images per unit")
+
+    c = sub.add_parser("collect", help="rebuild results.csv, per_class.csv, per_image.csv of a run")
+    c.add_argument("run_dir", metavar="RUN_DIR")
+
+    rep = sub.add_parser("report", help="markdown report and plots of one or more runs")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("-o", "--out", metavar="DIR", help="output directory (default RUN_DIR/report)")
+    rep.add_argument("--strict", action="store_true", help="missing reference method or units are errors")
+
+    cmp_ = sub.add_parser("compare", help="regression gate between two results.csv files")
+    cmp_.add_argument("base", metavar="BASE.csv")
+    cmp_.add_argument("new", metavar="NEW.csv")
+    cmp_.add_argument("--max-miou-drop", type=float, default=1.0, metavar="POINTS", help="allowed mIoU drop in points (default 1.0)")
+    cmp_.add_argument(
+        "--max-speed-ratio-drop", type=float, default=None, metavar="PCT",
+        help="allowed drop in percent of each method's speed ratio to the reference method (default: not gated)",
+    )
+    cmp_.add_argument("--reference", default=None, metavar="METHOD", help="reference method for speed ratios")
+
+    ls = sub.add_parser("ls", help="list registered methods, datasets, corruptions or backends")
+    ls.add_argument("what", choices=["methods", "datasets", "corruptions", "backends"])
+    ls.add_argument("pattern", nargs="?", default=None, metavar="GLOB")
+    ls.add_argument("--data-root", default="data", metavar="DIR", help="where to look for dataset roots")
+
+    d = sub.add_parser("data", help="dataset utilities")
+    dsub = d.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    dc = dsub.add_parser("check", help="validate a prepared dataset")
+    dc.add_argument("name", metavar="NAME")
+    dc.add_argument("--root", required=True, metavar="DIR", help="data root (holding VOC2012/, ADE20K/, ...) or the dataset's own directory")
+    dc.add_argument("--fix-hint", action="store_true", help="print the preparation step that is missing")
+
+    cr = sub.add_parser("corrupt", help="pre-generate a corruption cache")
+    cr.add_argument("--dataset", required=True, metavar="D")
+    cr.add_argument("--corruptions", nargs="+", metavar="NAME")
+    cr.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="S")
+    cr.add_argument("--out", required=True, metavar="DIR")
+    cr.add_argument("--data-root", default="data", metavar="DIR")
+    cr.add_argument("--seed", type=int, default=0)
+    cr.add_argument("--limit", type=int, default=0, metavar="N")
+    cr.add_argument("--workers", type=int, default=0, metavar="N")
+
+    cv = sub.add_parser("convert-checkpoint", help="convert Meta's sam3.pt to a Hugging Face directory")
+    cv.add_argument("src", metavar="SAM3_PT")
+    cv.add_argument("out_dir", metavar="OUT_DIR")
+    cv.add_argument("--tokenizer", metavar="DIR", help="directory with the tokenizer files to copy")
+
+    f = sub.add_parser("flops", help="FLOPs per image of each method on the real SAM 3 architecture")
+    g = f.add_mutually_exclusive_group()
+    g.add_argument("--dataset", metavar="D")
+    g.add_argument("--vocab-size", type=int, metavar="N")
+    f.add_argument("--active", type=int, default=None, metavar="K", help="ActiveSAM active-set size (default 40)")
+    f.add_argument("--resolution", type=int, default=1008, metavar="R")
+    return p
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # third-party chatter stays out of the way unless asked for
+    for noisy in ("PIL", "matplotlib", "urllib3", "httpx", "filelock", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    target = HANDLERS[args.command]
+    mod_name, func_name = target.split(":")
+    try:
+        handler = getattr(importlib.import_module(mod_name), func_name)
+        return int(handler(args) or 0)
+    except OvssError as exc:
+        print(f"ovss-bench {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"ovss-bench {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `ovss-bench ls | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
