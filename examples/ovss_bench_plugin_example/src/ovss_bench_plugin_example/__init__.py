@@ -1,0 +1,1 @@
+"""Example ovss-bench plugin (see docs/plugins.md in the ovss-bench repository)."""
