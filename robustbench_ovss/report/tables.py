@@ -1,0 +1,352 @@
+"""Pure table functions of the report: tidy DataFrames in, tidy DataFrames out (DESIGN §9).
+
+Every metric stays a fraction in 0..1 here; percent appears only when ``render`` formats a table.
+Only units with status "ok" enter a metric. Definitions:
+
+- clean mIoU: the mIoU of the clean unit (corruption "none", severity 0); the mean when a merge holds
+  several clean units of one method and dataset.
+- per corruption c and seed k: the mean over severities of mIoU_{c,s,k}.
+- mPC_k = mean over every (corruption, severity) cell of seed k (``metrics.mpc``);
+  rPC_k = mPC_k / clean mIoU (``metrics.rpc``).
+- CE_{c,k} = sum_s (1 - mIoU_{c,s,k}) / sum_s (1 - mIoU^ref_{c,s,k}) (``metrics.corruption_error``)
+  against the reference method at the same seed; mCE_k = mean over corruptions of CE_{c,k}.
+- Over seeds: mean and sample standard deviation (ddof = 1) of the per-seed values.
+- Speed: images/s = sum of timed images / sum of model seconds over a method's units on one dataset
+  and one device, where a unit's timed images = fps x model_seconds (the harness's FPS definition);
+  clean units when the method has any there, else its corrupted units. Speed-up = images/s over the
+  reference method's images/s on the same dataset, device and scope. Devices are never pooled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics
+
+#: Resamples and RNG seed of the bootstrap confidence intervals (fixed, so reports are reproducible).
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_LEVEL = 0.95
+
+CLEAN = "none"
+
+
+def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Units that finished (status "ok") and carry an mIoU."""
+    r = results[results["status"] == "ok"]
+    return r[r["miou"].notna()]
+
+
+def corrupted_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Finished units under a corruption (severity >= 1)."""
+    r = ok_rows(results)
+    return r[r["corruption"] != CLEAN]
+
+
+def clean_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Finished clean units."""
+    r = ok_rows(results)
+    return r[r["corruption"] == CLEAN]
+
+
+def corruptions_of(results: pd.DataFrame, dataset: str | None = None) -> list[str]:
+    """Corruptions with at least one finished unit (on ``dataset``), sorted."""
+    r = corrupted_rows(results)
+    if dataset is not None:
+        r = r[r["dataset"] == dataset]
+    return sorted(r["corruption"].unique())
+
+
+# -- robustness -------------------------------------------------------------------------------------
+
+
+def robustness_per_seed(results: pd.DataFrame, reference: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-seed robustness metrics of every method and dataset.
+
+    Returns:
+        ``values``: long table ``label, dataset, seed, metric, value`` with metric one of "clean",
+        "miou:<corruption>", "mpc", "rpc", "ce:<corruption>", "mce";
+        ``na``: ``label, dataset, metric, reason`` for CE values that could not be computed.
+    """
+    rows: list[tuple] = []
+    na: list[tuple] = []
+    clean = clean_rows(results)
+    corr = corrupted_rows(results)
+    for t in clean.itertuples(index=False):
+        rows.append((t.label, t.dataset, int(t.seed), "clean", float(t.miou)))
+    clean_mean = clean.groupby(["label", "dataset"])["miou"].mean()
+    ref_cells = corr[corr["label"] == reference]
+    ref_known = reference in set(results["label"])
+    for (label, dataset, seed), g in corr.groupby(["label", "dataset", "seed"], sort=True):
+        by_c = {c: dict(zip(gc["severity"].astype(int), gc["miou"].astype(float))) for c, gc in g.groupby("corruption")}
+        for c, sev in by_c.items():
+            rows.append((label, dataset, seed, f"miou:{c}", float(np.mean(list(sev.values())))))
+        mpc_v = metrics.mpc(g["miou"].to_numpy(dtype=float))
+        rows.append((label, dataset, seed, "mpc", mpc_v))
+        cm = clean_mean.get((label, dataset), np.nan)
+        rows.append((label, dataset, seed, "rpc", metrics.rpc(mpc_v, float(cm))))
+        ces: list[float] = []
+        for c, sev in by_c.items():
+            reason = None
+            if not ref_known:
+                reason = f"reference method {reference!r} has no results in this run"
+            else:
+                rc = ref_cells[(ref_cells["dataset"] == dataset) & (ref_cells["seed"] == seed) & (ref_cells["corruption"] == c)]
+                ref_sev = dict(zip(rc["severity"].astype(int), rc["miou"].astype(float)))
+                lacking = sorted(set(sev) - set(ref_sev))
+                if lacking:
+                    reason = (f"reference {reference!r} has no finished {c} unit on {dataset} at seed {seed}, "
+                              f"severity {', '.join(map(str, lacking))}")
+                else:
+                    ce = metrics.corruption_error(sev, ref_sev)
+                    rows.append((label, dataset, seed, f"ce:{c}", ce))
+                    ces.append(ce)
+            if reason:
+                na.append((label, dataset, f"ce:{c}", reason))
+                na.append((label, dataset, "mce", reason))
+        if ces and len(ces) == len(by_c):
+            rows.append((label, dataset, seed, "mce", float(np.mean(ces))))
+    values = pd.DataFrame(rows, columns=["label", "dataset", "seed", "metric", "value"])
+    na_df = pd.DataFrame(na, columns=["label", "dataset", "metric", "reason"]).drop_duplicates()
+    return values, na_df
+
+
+def over_seeds(values: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std (ddof 1; NaN with one seed) and seed count of each (label, dataset, metric)."""
+    g = values.dropna(subset=["value"]).groupby(["label", "dataset", "metric"])["value"]
+    out = g.agg(mean="mean", std="std", n_seeds="count").reset_index()
+    return out
+
+
+def grid_coverage(results: pd.DataFrame) -> pd.DataFrame:
+    """How many of a dataset's corrupted (corruption, severity, seed) cells each method finished.
+
+    The dataset's cells are the union over its methods; ``cells < total`` flags a method whose mPC
+    rests on fewer cells than the others'.
+    """
+    corr = corrupted_rows(results)
+    rows = []
+    for dataset, g in corr.groupby("dataset"):
+        allcells = set(map(tuple, g[["corruption", "severity", "seed"]].itertuples(index=False)))
+        for label, gl in g.groupby("label"):
+            cells = set(map(tuple, gl[["corruption", "severity", "seed"]].itertuples(index=False)))
+            rows.append((label, dataset, len(cells), len(allcells)))
+    return pd.DataFrame(rows, columns=["label", "dataset", "cells", "total"])
+
+
+def rpc_by_corruption(results: pd.DataFrame) -> pd.DataFrame:
+    """rPC per corruption: mean over severities and seeds of mIoU_c over clean mIoU.
+
+    Columns ``label, dataset, corruption, rpc`` (the heat map's data).
+    """
+    corr = corrupted_rows(results)
+    clean_mean = clean_rows(results).groupby(["label", "dataset"])["miou"].mean()
+    per_seed = corr.groupby(["label", "dataset", "corruption", "seed"])["miou"].mean().reset_index()
+    m = per_seed.groupby(["label", "dataset", "corruption"])["miou"].mean().reset_index()
+    m["rpc"] = [metrics.rpc(v, float(clean_mean.get((lab, d), np.nan))) for lab, d, v in zip(m["label"], m["dataset"], m["miou"])]
+    return m[["label", "dataset", "corruption", "rpc"]]
+
+
+def severity_curve(results: pd.DataFrame) -> pd.DataFrame:
+    """mIoU by severity for plotting: corrupted units per seed, plus the clean units repeated under
+    each corruption of their dataset as severity 0. Columns ``label, dataset, corruption, severity,
+    seed, miou``."""
+    corr = corrupted_rows(results)[["label", "dataset", "corruption", "severity", "seed", "miou"]]
+    clean = clean_rows(results)[["label", "dataset", "seed", "miou"]]
+    parts = [corr]
+    for dataset in corr["dataset"].unique():
+        for c in corruptions_of(results, dataset):
+            cl = clean[clean["dataset"] == dataset].assign(corruption=c, severity=0)
+            parts.append(cl[corr.columns])
+    return pd.concat(parts, ignore_index=True).sort_values(["dataset", "corruption", "label", "severity", "seed"])
+
+
+# -- bootstrap --------------------------------------------------------------------------------------
+
+
+def bootstrap_mean_ci(values: np.ndarray, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                      level: float = BOOTSTRAP_LEVEL) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``.
+
+    ``n_boot`` resamples of len(values) indices drawn with replacement by
+    ``np.random.default_rng(seed).integers(0, n, size=(n_boot, n))``; the interval is the
+    ((1 - level) / 2, (1 + level) / 2) percentiles (numpy's default linear interpolation) of the
+    resampled means. NaN values are dropped first; (NaN, NaN) when nothing is left.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    means = x[idx].mean(axis=1)
+    lo, hi = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def clean_image_ci(per_image: pd.DataFrame, results: pd.DataFrame, **kw: float) -> pd.DataFrame:
+    """Bootstrap CI of the mean per-image mIoU of each method's clean units, per dataset.
+
+    Uses the per_image rows of finished clean units (by unit_key). Columns ``label, dataset,
+    n_images, mean, ci_low, ci_high``. The per-image mean differs from the dataset mIoU (which sums
+    confusion matrices first); the interval says how much the image sample moves the former.
+    """
+    cols = ["label", "dataset", "n_images", "mean", "ci_low", "ci_high"]
+    if per_image.empty or "miou" not in per_image.columns:
+        return pd.DataFrame(columns=cols)
+    keys = set(clean_rows(results)["unit_key"])
+    pi = per_image[per_image["unit_key"].isin(keys)] if "unit_key" in per_image.columns else per_image[per_image["corruption"] == CLEAN]
+    rows = []
+    for (label, dataset), g in pi.groupby(["label", "dataset"], sort=True):
+        x = g["miou"].to_numpy(dtype=float)
+        x = x[~np.isnan(x)]
+        lo, hi = bootstrap_mean_ci(x, **kw)  # type: ignore[arg-type]
+        rows.append((label, dataset, int(x.size), float(x.mean()) if x.size else np.nan, lo, hi))
+    return pd.DataFrame(rows, columns=cols)
+
+
+# -- speed ------------------------------------------------------------------------------------------
+
+
+def speed_table(results: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Throughput per method, dataset and device (never pooled across devices).
+
+    Columns ``label, dataset, device, dtype, scope, units, timed_images, model_seconds,
+    images_per_s, s_per_image, setup_seconds, speedup, speedup_note``; ``setup_seconds`` is the
+    mean over the units; ``speedup`` is NaN with a note when the reference has no timed unit on the
+    same dataset, device and scope.
+    """
+    cols = ["label", "dataset", "device", "dtype", "scope", "units", "timed_images", "model_seconds",
+            "images_per_s", "s_per_image", "setup_seconds", "speedup", "speedup_note"]
+    r = ok_rows(results)
+    if "fps" not in r.columns or "model_seconds" not in r.columns:
+        return pd.DataFrame(columns=cols)
+    r = r[np.isfinite(r["fps"].astype(float)) & (r["fps"].astype(float) > 0)
+          & np.isfinite(r["model_seconds"].astype(float)) & (r["model_seconds"].astype(float) > 0)]
+    r = r.assign(scope=np.where(r["corruption"] == CLEAN, "clean", "corrupted"),
+                 timed=r["fps"].astype(float) * r["model_seconds"].astype(float))
+    if "dtype" not in r.columns:
+        r = r.assign(dtype="")
+    if "setup_seconds" not in r.columns:
+        r = r.assign(setup_seconds=np.nan)
+    agg = (r.groupby(["label", "dataset", "device", "scope"])
+           .agg(dtype=("dtype", lambda s: ", ".join(sorted(set(map(str, s))))), units=("miou", "size"),
+                timed_images=("timed", "sum"), model_seconds=("model_seconds", "sum"),
+                setup_seconds=("setup_seconds", "mean"))
+           .reset_index())
+    agg["images_per_s"] = agg["timed_images"] / agg["model_seconds"]
+    agg["s_per_image"] = agg["model_seconds"] / agg["timed_images"]
+    # one scope per (label, dataset, device): clean when there is any
+    agg["_pref"] = (agg["scope"] != "clean").astype(int)
+    agg = agg.sort_values(["label", "dataset", "device", "_pref"]).drop_duplicates(["label", "dataset", "device"])
+    ref = agg[agg["label"] == reference].set_index(["dataset", "device", "scope"])["images_per_s"]
+    speedups, notes = [], []
+    for t in agg.itertuples(index=False):
+        key = (t.dataset, t.device, t.scope)
+        if key in ref.index:
+            speedups.append(float(t.images_per_s / ref.loc[key]))
+            notes.append("")
+        else:
+            speedups.append(np.nan)
+            notes.append(f"no timed {t.scope} unit of {reference!r} on {t.dataset} on {t.device}")
+    agg["speedup"] = speedups
+    agg["speedup_note"] = notes
+    return agg[cols].sort_values(["dataset", "device", "label"]).reset_index(drop=True)
+
+
+# -- ActiveSAM's active set -------------------------------------------------------------------------
+
+ACTIVE_COLUMNS = ("active_size", "active_recall", "prompts_decoded")
+
+
+def active_set_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean active-set size, recall and prompts decoded by method, dataset, corruption and severity.
+
+    Methods without active-set columns (all NaN) are left out; means are over seeds (units).
+    """
+    cols = ["label", "dataset", "corruption", "severity", "units", *ACTIVE_COLUMNS]
+    have = [c for c in ACTIVE_COLUMNS if c in results.columns]
+    if "active_size" not in have and "active_recall" not in have:
+        return pd.DataFrame(columns=cols)
+    r = ok_rows(results)
+    r = r[r[[c for c in ("active_size", "active_recall") if c in have]].notna().any(axis=1)]
+    if r.empty:
+        return pd.DataFrame(columns=cols)
+    for c in ACTIVE_COLUMNS:
+        if c not in r.columns:
+            r = r.assign(**{c: np.nan})
+    out = (r.groupby(["label", "dataset", "corruption", "severity"])
+           .agg(units=("miou", "size"), active_size=("active_size", "mean"),
+                active_recall=("active_recall", "mean"), prompts_decoded=("prompts_decoded", "mean"))
+           .reset_index())
+    out["_clean"] = (out["corruption"] != CLEAN).astype(int)
+    out = out.sort_values(["label", "dataset", "_clean", "corruption", "severity"]).drop(columns="_clean")
+    return out[cols].reset_index(drop=True)
+
+
+def active_set_curve(results: pd.DataFrame) -> pd.DataFrame:
+    """Per-unit active-set size and recall for plotting (clean repeated under each corruption at
+    severity 0). Columns ``label, dataset, corruption, severity, seed, active_size, active_recall``."""
+    cols = ["label", "dataset", "corruption", "severity", "seed", "active_size", "active_recall"]
+    if "active_size" not in results.columns or "active_recall" not in results.columns:
+        return pd.DataFrame(columns=cols)
+    r = ok_rows(results)
+    r = r[r[["active_size", "active_recall"]].notna().any(axis=1)][cols]
+    corr = r[r["corruption"] != CLEAN]
+    parts = [corr]
+    for dataset in corr["dataset"].unique():
+        cl = r[(r["corruption"] == CLEAN) & (r["dataset"] == dataset)]
+        for c in sorted(corr.loc[corr["dataset"] == dataset, "corruption"].unique()):
+            parts.append(cl.assign(corruption=c, severity=0))
+    return pd.concat(parts, ignore_index=True)
+
+
+# -- per-class drops --------------------------------------------------------------------------------
+
+
+def class_drops(per_class: pd.DataFrame, results: pd.DataFrame, top_k: int = 5) -> pd.DataFrame:
+    """Classes that lose the most IoU under corruption, per dataset and method.
+
+    clean_iou = mean IoU of the class over the method's clean units; corrupted_iou = mean over its
+    finished corrupted units (every corruption, severity and seed) where the class has an IoU (NaN =
+    zero union is skipped); drop = clean_iou - corrupted_iou. The ``top_k`` largest drops per
+    (dataset, label). Columns ``dataset, label, class_id, class_name, clean_iou, corrupted_iou,
+    drop, units``.
+    """
+    cols = ["dataset", "label", "class_id", "class_name", "clean_iou", "corrupted_iou", "drop", "units"]
+    if per_class.empty or "iou" not in per_class.columns:
+        return pd.DataFrame(columns=cols)
+    ok_keys = set(ok_rows(results)["unit_key"])
+    pc = per_class[per_class["unit_key"].isin(ok_keys)] if "unit_key" in per_class.columns else per_class
+    if "class_name" not in pc.columns:
+        pc = pc.assign(class_name=pc["class_id"].astype(str))
+    keys = ["dataset", "label", "class_id", "class_name"]
+    clean = pc[pc["corruption"] == CLEAN].groupby(keys)["iou"].mean().rename("clean_iou")
+    corrp = pc[pc["corruption"] != CLEAN].dropna(subset=["iou"])
+    corr_g = corrp.groupby(keys)["iou"].agg(corrupted_iou="mean", units="count")
+    t = pd.concat([clean, corr_g], axis=1, join="inner").reset_index().dropna(subset=["clean_iou", "corrupted_iou"])
+    t["drop"] = t["clean_iou"] - t["corrupted_iou"]
+    t = t.sort_values(["dataset", "label", "drop", "class_id"], ascending=[True, True, False, True])
+    return t.groupby(["dataset", "label"], sort=True).head(top_k)[cols].reset_index(drop=True)
+
+
+# -- failures ---------------------------------------------------------------------------------------
+
+
+def failures(results: pd.DataFrame) -> pd.DataFrame:
+    """Units with status "failed": grid keys, error message and run directory."""
+    cols = ["label", "dataset", "corruption", "severity", "seed", "error", "run_dir"]
+    f = results[results["status"] == "failed"]
+    f = f.assign(**{c: "" for c in cols if c not in f.columns})
+    return f[cols].sort_values(cols[:5]).reset_index(drop=True)
+
+
+def labels_of(frames: Iterable[pd.DataFrame]) -> list[str]:
+    """Sorted method labels found in any of the frames (the colour order of every figure)."""
+    labels: set[str] = set()
+    for f in frames:
+        if "label" in f.columns:
+            labels.update(map(str, f["label"].dropna().unique()))
+    return sorted(labels)
