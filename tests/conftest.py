@@ -17,3 +17,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random SAM 3 checkpoint directory (HF layout + word-level tokenizer), built once per session.
+
+    336 px native input (224 preview), random weights with initializer_range 0.2 so that different
+    prompts give visibly different outputs. Load it with ``BACKENDS.get("sam3")(checkpoint=str(path))``.
+    """
+    from robustbench_ovss.backends.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-sam3"), image_size=336, seed=0, initializer_range=0.2)
