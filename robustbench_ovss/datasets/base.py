@@ -25,10 +25,12 @@ class Dataset:
         bg_idx: label id of the background class, or None.
         prob_thd: reference background threshold (0.0 = no background rule).
         default_root: directory name under the data root ("VOC2012"); "" when the dataset needs no files.
+        split_size: number of images of the standard split (None when it has no fixed size).
     """
 
     name: ClassVar[str] = ""
     default_root: ClassVar[str] = ""
+    split_size: ClassVar[int | None] = None
     ignore_index: int = 255
     classes: list[list[str]]
     bg_idx: int | None = None
