@@ -37,11 +37,13 @@ def _check_strict(data: RunData, reference: str, miss: pd.DataFrame) -> None:
         raise ReportError(f"{where}: --strict: {'; '.join(problems)}; finish the run or set [report] reference to a method in it")
 
 
-def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, strict: bool = False) -> Path:
+def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, strict: bool = False,
+                 *, plots: bool = True) -> Path:
     """Write the report of ``run_dirs`` into ``out_dir`` (default: first run dir's ``report/``).
 
     Returns the path of ``report.md``. With ``strict``, a reference method without results or a
     planned unit without a result raises :class:`ReportError` instead of being shown as n/a / listed.
+    ``plots=False`` skips the figures (a text-only report, seconds faster).
     """
     if not run_dirs:
         raise ReportError("report: pass at least one run directory")
@@ -67,7 +69,7 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     spd_cmp = pub_mod.speed_comparison(sp, res, pub, reference)
 
     out.mkdir(parents=True, exist_ok=True)
-    plot_paths = _draw(res, sp, out / "plots")
+    plot_paths = _draw(res, sp, out / "plots") if plots else {}
     _write_tables(out / "tables", summary=summary, ce_na=na, speed=sp, bootstrap_ci=ci, active_set=act,
                   class_drops=drops, failures=fail, missing=miss, published_accuracy=acc_cmp, published_speed=spd_cmp)
 
@@ -78,7 +80,7 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     md.append(sections.provenance(data, reference))
     md.append(sections.robustness(summary, na, coverage, res, reference))
     md.append(sections.bootstrap(ci))
-    md.append(sections.speed(sp, reference))
+    md.append(sections.speed(sp, reference, tables.mixed_device_rows(tables.ok_rows(res))))
     md.append(sections.active(act))
     md.append(sections.class_drops(drops, TOP_K_CLASSES))
     md.append(sections.published(acc_cmp, mean_cmp, spd_cmp, pub, res))

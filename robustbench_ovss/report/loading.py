@@ -35,6 +35,9 @@ RESULT_COLUMNS = ["method", "label", "dataset", "corruption", "severity", "seed"
 
 DEFAULT_REFERENCE = "segearth-ov3"
 
+#: The harness writes "complete" for a finished unit; the report's vocabulary is ok/failed/missing.
+STATUS_ALIASES = {"complete": "ok", "partial": "missing", "": "ok"}
+
 
 class ReportError(OvssError):
     """A run directory that cannot be reported, or a report that ``--strict`` rejects."""
@@ -51,6 +54,7 @@ class RunData:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run dir -> parsed config.toml
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # run dir -> manifest.json
     notes: list[str] = field(default_factory=list)  # things the reader should know (dedup, fallbacks)
+    plans: dict[str, pd.DataFrame] = field(default_factory=dict)  # run dir -> plan.json units (when written)
 
     @property
     def reference(self) -> str:
@@ -114,16 +118,23 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     elif "label" in out.columns and "method" in out.columns:
         out["label"] = out["label"].where(out["label"].notna() & (out["label"].astype(str) != ""), out["method"])
     defaults: dict[str, Any] = {"corruption": "none", "severity": 0, "seed": 0}
-    if "status" in out.columns or "n_images" in out.columns:  # results.csv (per_class/per_image have neither)
+    if "n_images" in out.columns or "fps" in out.columns:  # results.csv (not per_class / per_image)
         defaults.update(status="ok", limit=0, error="")
     for col, val in defaults.items():
-        out[col] = out[col].fillna(val) if col in out.columns else val
+        if col not in out.columns:
+            out[col] = val
+        elif isinstance(val, str):  # an all-empty text column reads as float NaN
+            out[col] = out[col].astype(object).where(out[col].notna(), val)
+        else:
+            out[col] = out[col].fillna(val)
     for col in ("severity", "seed"):
         if col in out.columns:
             out[col] = pd.to_numeric(out[col], errors="coerce").fillna(0).astype(int)
     for col in ("label", "method", "dataset", "corruption", "status", "unit_key", "device", "error"):
         if col in out.columns:
             out[col] = out[col].astype(object).where(out[col].notna(), "").astype(str)
+    if "status" in out.columns:
+        out["status"] = out["status"].map(lambda s: STATUS_ALIASES.get(s, s))
     return out
 
 
@@ -156,7 +167,26 @@ def load_run(run_dir: str | Path, collect: bool = True) -> RunData:
             manifests[str(run)] = json.loads(man_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ReportError(f"{man_path}: not valid JSON ({exc}); restore the file the run wrote") from exc
-    return RunData([run], results, per_class, per_image, configs, manifests, notes)
+    plans = {}
+    plan = _read_plan(run / "plan.json")
+    if plan is not None:
+        plans[str(run)] = plan
+    return RunData([run], results, per_class, per_image, configs, manifests, notes, plans)
+
+
+def _read_plan(path: Path) -> pd.DataFrame | None:
+    """The planned units the runner wrote (``plan.json``: unit_key + grid keys), or None."""
+    if not path.is_file():
+        return None
+    try:
+        units = json.loads(path.read_text(encoding="utf-8")).get("units", [])
+        df = pd.DataFrame(units)
+    except (json.JSONDecodeError, AttributeError, ValueError):
+        log.warning("%s is unreadable; missing units come from config.toml", path)
+        return None
+    if df.empty or not set(GRID_KEYS + ["unit_key"]) <= set(df.columns):
+        return None
+    return normalize(df[["unit_key", *GRID_KEYS]])
 
 
 # -- several runs -----------------------------------------------------------------------------------
@@ -242,16 +272,18 @@ def merge_runs(runs: list[RunData]) -> RunData:
     per_image = _filter_by_kept(pd.concat(frames["per_image"], ignore_index=True), results)
     configs: dict[str, dict[str, Any]] = {}
     manifests: dict[str, dict[str, Any]] = {}
+    plans: dict[str, pd.DataFrame] = {}
     all_notes: list[str] = []
     for r in runs:
         configs.update(r.configs)
         manifests.update(r.manifests)
+        plans.update(r.plans)
         all_notes.extend(r.notes)
     refs = {str(c.get("report", {}).get("reference")) for c in configs.values() if c.get("report", {}).get("reference")}
     if len(refs) > 1:
         all_notes.append(f"the runs name different reference methods ({', '.join(sorted(refs))}); using the first run's")
     return RunData([d for r in runs for d in r.dirs], results.reset_index(drop=True), per_class, per_image,
-                   configs, manifests, all_notes + notes)
+                   configs, manifests, all_notes + notes, plans)
 
 
 def load_runs(run_dirs: list[str | Path], collect: bool = True) -> RunData:
@@ -304,15 +336,28 @@ def planned_units(config: dict[str, Any]) -> pd.DataFrame | None:
 
 
 def missing_units(data: RunData) -> tuple[pd.DataFrame, list[str]]:
-    """Planned units with no ok/failed result, plus rows the harness marked "missing".
+    """Planned units with no ok/failed result, plus rows marked "missing" in results.csv.
 
-    Returns the table (GRID_KEYS + ``run_dir``) and notes on runs whose grid could not be derived.
+    The plan is the runner's ``plan.json`` (matched by unit_key, so a result of an older config does
+    not count) or else the grid of ``config.toml`` (matched by grid keys). Returns the table
+    (GRID_KEYS + ``run_dir``) and notes on runs whose plan could not be derived.
     """
     res = data.results
-    present = set(map(tuple, res.loc[res["status"].isin(["ok", "failed"]), GRID_KEYS].itertuples(index=False)))
+    done = res[res["status"].isin(["ok", "failed"])]
+    present = set(map(tuple, done[GRID_KEYS].itertuples(index=False)))
+    done_keys = set(done["unit_key"]) if "unit_key" in done.columns else set()
     rows: list[tuple] = []
     notes: list[str] = []
-    for run, cfg in data.configs.items():
+    for run in map(str, data.dirs):
+        plan = data.plans.get(run)
+        if plan is not None:
+            for t in plan.itertuples(index=False):
+                if t.unit_key not in done_keys:
+                    rows.append((*(getattr(t, k) for k in GRID_KEYS), run))
+            continue
+        cfg = data.configs.get(run)
+        if cfg is None:
+            continue
         grid = planned_units(cfg)
         if grid is None:
             notes.append(f"{run}: config names globs that need the registries; missing units come from results.csv only")

@@ -31,6 +31,13 @@ def num(x: float | None, nd: int = 2) -> str:
     return f"{float(x):.{nd}f}"
 
 
+def sig(x: float | None, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits (timings span orders of magnitude)."""
+    if x is None or pd.isna(x):
+        return NA
+    return f"{float(x):.{digits}g}"
+
+
 def mean_std_pct(mean: float, std: float, n: int, nd: int = DECIMALS) -> str:
     """"m ± s" in percent when there are several seeds, else "m"."""
     if pd.isna(mean):

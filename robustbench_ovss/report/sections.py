@@ -11,7 +11,7 @@ import pandas as pd
 from . import tables
 from .loading import RunData
 from .published import Published, precision
-from .render import NA, bullet_list, escape, md_table, mean_std_pct, num, pct, relpath
+from .render import NA, bullet_list, escape, md_table, mean_std_pct, num, pct, relpath, sig
 
 GALLERY_DIRS = ("samples", "preds")
 GALLERY_MAX = 60  # images linked per run directory and folder
@@ -72,7 +72,7 @@ def provenance(data: RunData, reference: str) -> str:
         if "started_at" in r.columns and "finished_at" in r.columns and len(r):
             rows.append(("time span", f"{r['started_at'].dropna().astype(str).min()} - {r['finished_at'].dropna().astype(str).max()}"))
         rows.append(("units", ", ".join(f"{k}: {v}" for k, v in r["status"].value_counts().sort_index().items())))
-        shown = {"git_sha", "versions", "device", "datasets", "dataset_roots"}
+        shown = {"git_sha", "versions", "device", "datasets", "dataset_roots", "config_hash", "dtype"}
         for k, v in man.items():
             if k not in shown:
                 rows.append((f"manifest: {k}", _compact(v)))
@@ -157,9 +157,13 @@ def bootstrap(ci: pd.DataFrame) -> str:
 # -- speed ------------------------------------------------------------------------------------------
 
 
-def speed(sp: pd.DataFrame, reference: str) -> str:
+def speed(sp: pd.DataFrame, reference: str, mixed: pd.DataFrame | None = None) -> str:
     """Throughput table per dataset and device; never a number mixing devices."""
     parts = ["## Speed", ""]
+    if mixed is not None and not mixed.empty:
+        units = sorted({f"{r.label} {r.dataset} {r.corruption} s{r.severity} seed {r.seed} ({r.device})"
+                        for r in mixed.itertuples(index=False)})
+        parts += ["Left out of this table: units whose images were timed on several devices:", "", bullet_list(units), ""]
     if sp.empty:
         return "\n".join(parts + ["No unit with timed images (fps and model_seconds) to report.", ""]) + "\n"
     parts += ["Model time only (loading and corruption excluded, warm-up images untimed). images/s = timed images / "
@@ -171,8 +175,8 @@ def speed(sp: pd.DataFrame, reference: str) -> str:
         su = f"{r.speedup:.2f}×" if pd.notna(r.speedup) else NA
         if pd.isna(r.speedup):
             notes.append(f"speed-up n/a for {r.label} on {r.dataset} ({r.device}): {r.speedup_note}")
-        rows.append([r.dataset, r.device, r.label, r.dtype, r.scope, r.units, num(r.images_per_s, 3),
-                     num(r.s_per_image, 3), num(r.setup_seconds, 2), su])
+        rows.append([r.dataset, r.device, r.label, r.dtype, r.scope, r.units, sig(r.images_per_s),
+                     sig(r.s_per_image), sig(r.setup_seconds), su])
     hdr = ["dataset", "device", "method", "dtype", "scope", "units", "images/s", "model s/image",
            "setup s (mean/unit)", f"speed-up vs {reference}"]
     parts += [md_table(pd.DataFrame(rows, columns=hdr), align_right=hdr[5:]), ""]
@@ -187,6 +191,8 @@ def speed(sp: pd.DataFrame, reference: str) -> str:
 def active(act: pd.DataFrame) -> str:
     """Active-set size, recall and prompts decoded by corruption and severity."""
     parts = ["## ActiveSAM active set", ""]
+    if not act.empty:
+        parts += ["Every method that reports active-set statistics (ActiveSAM's preview) is listed.", ""]
     if act.empty:
         return "\n".join(parts + ["No method reported active-set statistics (active_size / active_recall) in this run.", ""]) + "\n"
     parts += ["Means over images (per unit) and then over seeds. Recall = share of the label's classes kept by the "
@@ -255,7 +261,7 @@ def published(acc: pd.DataFrame, means: pd.DataFrame, spd: pd.DataFrame, pub: Pu
         hdr = ["table", "corruption", "method", "datasets", "measured mean", "published mean"]
         parts += ["### Averages over the paper's datasets (mIoU %)", "", md_table(pd.DataFrame(rows, columns=hdr), align_right=hdr[3:]), ""]
     if not spd.empty:
-        rows = [[r.dataset, r.label, r.device, num(r.images_per_s, 3), num(r.published_fps, precision(pub, "table3", "fps")),
+        rows = [[r.dataset, r.label, r.device, sig(r.images_per_s), num(r.published_fps, precision(pub, "table3", "fps")),
                  f"{r.speedup:.2f}×" if pd.notna(r.speedup) else NA,
                  f"{r.published_speedup:.2f}×" if pd.notna(r.published_speedup) else ""] for r in spd.itertuples(index=False)]
         hdr = ["dataset", "method", "measured on", "images/s", "published FPS (RTX 5090)", "speed-up", "published speed-up"]
@@ -297,6 +303,8 @@ def figures(paths: dict[str, list[Path]], out_dir: Path) -> str:
     titles = {"miou_vs_severity": "mIoU vs severity", "rpc_heatmap": "rPC heat map",
               "speed_accuracy": "Speed vs accuracy", "active_set": "Active-set size and recall vs severity"}
     parts = ["## Figures", ""]
+    if not paths:
+        return "\n".join(parts + ["Not drawn (text-only report).", ""]) + "\n"
     for key, title in titles.items():
         ps = paths.get(key, [])
         if not ps:

@@ -12,7 +12,8 @@ Only units with status "ok" enter a metric. Definitions:
   against the reference method at the same seed; mCE_k = mean over corruptions of CE_{c,k}.
 - Over seeds: mean and sample standard deviation (ddof = 1) of the per-seed values.
 - Speed: images/s = sum of timed images / sum of model seconds over a method's units on one dataset
-  and one device, where a unit's timed images = fps x model_seconds (the harness's FPS definition);
+  and one device, where a unit's timed images = ``timed_images`` (or fps x model_seconds, the
+  harness's FPS definition); units timed on several devices ("cpu+cuda:0") are left out;
   clean units when the method has any there, else its corrupted units. Speed-up = images/s over the
   reference method's images/s on the same dataset, device and scope. Devices are never pooled.
 """
@@ -78,13 +79,16 @@ def robustness_per_seed(results: pd.DataFrame, reference: str) -> tuple[pd.DataF
     for t in clean.itertuples(index=False):
         rows.append((t.label, t.dataset, int(t.seed), "clean", float(t.miou)))
     clean_mean = clean.groupby(["label", "dataset"])["miou"].mean()
-    ref_cells = corr[corr["label"] == reference]
+    # one mIoU per (label, dataset, corruption, severity, seed) cell; merged runs may hold a cell twice
+    cells = corr.groupby(["label", "dataset", "seed", "corruption", "severity"])["miou"].mean()
     ref_known = reference in set(results["label"])
-    for (label, dataset, seed), g in corr.groupby(["label", "dataset", "seed"], sort=True):
-        by_c = {c: dict(zip(gc["severity"].astype(int), gc["miou"].astype(float))) for c, gc in g.groupby("corruption")}
+    ref_cells = cells.loc[reference] if reference in cells.index.get_level_values(0) else None
+    for (label, dataset, seed), g in cells.groupby(level=["label", "dataset", "seed"], sort=True):
+        g = g.droplevel(["label", "dataset", "seed"])
+        by_c = {c: {int(s): float(v) for s, v in gc.droplevel("corruption").items()} for c, gc in g.groupby(level="corruption")}
         for c, sev in by_c.items():
             rows.append((label, dataset, seed, f"miou:{c}", float(np.mean(list(sev.values())))))
-        mpc_v = metrics.mpc(g["miou"].to_numpy(dtype=float))
+        mpc_v = metrics.mpc(g.to_numpy(dtype=float))
         rows.append((label, dataset, seed, "mpc", mpc_v))
         cm = clean_mean.get((label, dataset), np.nan)
         rows.append((label, dataset, seed, "rpc", metrics.rpc(mpc_v, float(cm))))
@@ -94,8 +98,10 @@ def robustness_per_seed(results: pd.DataFrame, reference: str) -> tuple[pd.DataF
             if not ref_known:
                 reason = f"reference method {reference!r} has no results in this run"
             else:
-                rc = ref_cells[(ref_cells["dataset"] == dataset) & (ref_cells["seed"] == seed) & (ref_cells["corruption"] == c)]
-                ref_sev = dict(zip(rc["severity"].astype(int), rc["miou"].astype(float)))
+                ref_sev: dict[int, float] = {}
+                if ref_cells is not None and (dataset, seed, c) in ref_cells.index.droplevel("severity"):
+                    rc = ref_cells.loc[(dataset, seed, c)]
+                    ref_sev = {int(s): float(v) for s, v in rc.items()}
                 lacking = sorted(set(sev) - set(ref_sev))
                 if lacking:
                     reason = (f"reference {reference!r} has no finished {c} unit on {dataset} at seed {seed}, "
@@ -223,10 +229,13 @@ def speed_table(results: pd.DataFrame, reference: str) -> pd.DataFrame:
     r = ok_rows(results)
     if "fps" not in r.columns or "model_seconds" not in r.columns:
         return pd.DataFrame(columns=cols)
-    r = r[np.isfinite(r["fps"].astype(float)) & (r["fps"].astype(float) > 0)
-          & np.isfinite(r["model_seconds"].astype(float)) & (r["model_seconds"].astype(float) > 0)]
-    r = r.assign(scope=np.where(r["corruption"] == CLEAN, "clean", "corrupted"),
-                 timed=r["fps"].astype(float) * r["model_seconds"].astype(float))
+    r = r[~r.index.isin(mixed_device_rows(r).index)]
+    fps = pd.to_numeric(r["fps"], errors="coerce")
+    secs = pd.to_numeric(r["model_seconds"], errors="coerce")
+    timed = pd.to_numeric(r["timed_images"], errors="coerce") if "timed_images" in r.columns else fps * secs
+    timed = timed.where(timed.notna(), fps * secs)
+    keep = np.isfinite(fps) & (fps > 0) & np.isfinite(secs) & (secs > 0) & (timed > 0)
+    r = r[keep].assign(scope=np.where(r.loc[keep, "corruption"] == CLEAN, "clean", "corrupted"), timed=timed[keep])
     if "dtype" not in r.columns:
         r = r.assign(dtype="")
     if "setup_seconds" not in r.columns:
@@ -254,6 +263,14 @@ def speed_table(results: pd.DataFrame, reference: str) -> pd.DataFrame:
     agg["speedup"] = speedups
     agg["speedup_note"] = notes
     return agg[cols].sort_values(["dataset", "device", "label"]).reset_index(drop=True)
+
+
+def mixed_device_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Units whose chunks ran on several devices (the harness joins them with "+"): their timings
+    mix devices, so the speed table leaves them out."""
+    if "device" not in results.columns:
+        return results.iloc[0:0]
+    return results[results["device"].astype(str).str.contains("+", regex=False)]
 
 
 # -- ActiveSAM's active set -------------------------------------------------------------------------
