@@ -404,13 +404,21 @@ def _sample_objects(rng: np.random.Generator, chosen: list[int], h: int, w: int)
             break
         for k in bad:
             _place(rng, objects[k], units[k][0], units[k][1], h, w)
-    bad = _occluded(objects, h, w)
-    if bad:
-        keep_first = {c: min(i for i, o in enumerate(objects) if o.concept == c) for c in chosen}
-        drop = {k for k in bad if keep_first[objects[k].concept] != k}
-        lifted = [objects[k] for k in bad if k not in drop]
-        objects = [o for i, o in enumerate(objects) if i not in drop and i not in bad] + lifted
-    return objects
+    # still occluded: lift the last instance of a concept to the top, drop the other occluded ones
+    for _ in range(3):
+        bad = set(_occluded(objects, h, w))
+        if not bad:
+            return objects
+        good_concepts = {o.concept for k, o in enumerate(objects) if k not in bad}
+        lifted: dict[int, _Object] = {}
+        for k in sorted(bad):
+            c = objects[k].concept
+            if c not in good_concepts and c not in lifted:
+                lifted[c] = objects[k]
+        objects = [o for k, o in enumerate(objects) if k not in bad] + list(lifted.values())
+    # last resort: drop whatever is still occluded (dropping only uncovers the others; the top object stays)
+    bad = set(_occluded(objects, h, w))
+    return [o for k, o in enumerate(objects) if k not in bad]
 
 
 def _occluded(objects: list[_Object], h: int, w: int) -> list[int]:
