@@ -159,7 +159,7 @@ def test_plots_written_and_valid(full):
         with Image.open(p) as im:
             assert min(im.size) > 300
         assert f"](plots/{name})" in md
-    assert "](../samples/voc21_fog_s1_img_000.png)" in md
+    assert '<img src="../samples/voc21_fog_s1_img_000.png" width="160"' in md
     assert (run / "report" / "tables" / "speed.csv").is_file()
 
 

@@ -87,7 +87,7 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     md.append(sections.failures(fail))
     md.append(sections.missing(miss, miss_notes))
     md.append(sections.figures(plot_paths, out))
-    md.append(sections.gallery(data.dirs, out))
+    md.append(sections.gallery(data.dirs, out, res))
     path = out / "report.md"
     path.write_text("\n".join(s for s in md if s).rstrip() + "\n", encoding="utf-8")
     return path

@@ -14,7 +14,9 @@ from .published import Published, precision
 from .render import NA, bullet_list, escape, md_table, mean_std_pct, num, pct, relpath, sig
 
 GALLERY_DIRS = ("samples", "preds")
-GALLERY_MAX = 60  # images linked per run directory and folder
+GALLERY_PER_ROW = 4  # thumbnails per condition / unit
+GALLERY_MAX_ROWS = 80  # conditions / units shown per folder
+GALLERY_WIDTH = 160  # thumbnail width in pixels
 
 SAM3_NOTE = ("`sam3` is vanilla SAM 3 over the full vocabulary with instance outputs only, as ovss-bench defines "
              "it: the ActiveSAM release ships no code for its SAM 3 row, so this row is our definition.")
@@ -316,24 +318,43 @@ def figures(paths: dict[str, list[Path]], out_dir: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def gallery(run_dirs: Sequence[Path], out_dir: Path) -> str:
-    """Links to sample/prediction PNGs the runner saved (``--save-preds``), if any."""
+def gallery(run_dirs: Sequence[Path], out_dir: Path, results: pd.DataFrame | None = None) -> str:
+    """Thumbnails of the PNGs the runner saved with ``--save-preds K``, if any.
+
+    ``samples/<dataset>/<corruption>-s<severity>-seed<seed>/*.png`` (corrupted inputs, one row per
+    condition: the gallery per severity) and ``preds/<unit_key>/*.png`` (predictions, one row per
+    unit, named from results.csv). Other layouts are grouped by folder.
+    """
     parts = ["## Gallery", ""]
+    units: dict[str, str] = {}
+    if results is not None and "unit_key" in results.columns:
+        units = {r.unit_key: f"{r.label} / {r.dataset} / {r.corruption} s{r.severity} seed {r.seed}"
+                 for r in results.itertuples(index=False)}
     found = False
     for run in run_dirs:
         for name in GALLERY_DIRS:
             folder = run / name
-            if not folder.is_dir():
-                continue
-            pngs = sorted(folder.rglob("*.png"))
+            pngs = sorted(folder.rglob("*.png")) if folder.is_dir() else []
             if not pngs:
                 continue
             found = True
-            parts += [f"### {escape(folder)}", ""]
-            parts += [f"- [{escape(p.relative_to(folder).as_posix())}]({relpath(p, out_dir)})" for p in pngs[:GALLERY_MAX]]
-            if len(pngs) > GALLERY_MAX:
-                parts.append(f"- ... and {len(pngs) - GALLERY_MAX} more in {escape(folder)}")
-            parts.append("")
+            groups: dict[str, list[Path]] = {}
+            for p in pngs:
+                groups.setdefault(p.parent.relative_to(folder).as_posix(), []).append(p)
+            rows = []
+            for group, files in sorted(groups.items()):
+                what = units.get(group, group) if name == "preds" else group
+                cells = " ".join(f'<img src="{relpath(f, out_dir)}" width="{GALLERY_WIDTH}" alt="{escape(f.stem)}">'
+                                 for f in files[:GALLERY_PER_ROW])
+                more = f" (+{len(files) - GALLERY_PER_ROW} more)" if len(files) > GALLERY_PER_ROW else ""
+                rows.append([what, cells + more])
+            rows.sort(key=lambda r: r[0])
+            title = "corrupted inputs per condition" if name == "samples" else "predictions per unit"
+            hdr = ["condition" if name == "samples" else "unit", "images"]
+            shown = rows[:GALLERY_MAX_ROWS]
+            parts += [f"### {escape(folder)}: {title}", "", md_table(pd.DataFrame(shown, columns=hdr)), ""]
+            if len(rows) > GALLERY_MAX_ROWS:
+                parts += [f"{len(rows) - GALLERY_MAX_ROWS} more folder(s) in {escape(folder)}.", ""]
     if not found:
         parts.append("Skipped: no `samples/` or `preds/` PNGs in the run directory (run with `--save-preds K` to save them).")
     return "\n".join(parts + [""]) + "\n"
