@@ -30,6 +30,8 @@ class Corruption:
             warping the label with the same field (nearest); None otherwise.
         family: "imagenet-c" or "extra".
         reference: where the output is defined ("imagecorruptions-imaug 1.1.5", "albumentations 2.0.8", ...).
+        matches_reference: False for opt-in fast modes whose output only approximates ``reference``
+            (e.g. ``glass_blur_fast``); their numbers are not comparable with the reference's.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Corruption:
     apply_pair: Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray, np.ndarray]] | None = None
     family: str = "imagenet-c"
     reference: str = ""
+    matches_reference: bool = True
 
     @property
     def moves_pixels(self) -> bool:
