@@ -211,9 +211,13 @@ def _check_generic(name: str, cls: Any, root: str | Path) -> CheckReport:
     return rep
 
 
-def print_report(rep: CheckReport, fix_hint: bool, out: TextIO = sys.stdout) -> None:
-    """Human-readable summary (and the preparation step when ``fix_hint``)."""
-    p = lambda *a: print(*a, file=out)
+def print_report(rep: CheckReport, fix_hint: bool, out: TextIO | None = None) -> None:
+    """Human-readable summary on ``out`` (default stdout), and the preparation step when ``fix_hint``."""
+    stream = out if out is not None else sys.stdout
+
+    def p(line: str) -> None:
+        print(line, file=stream)
+
     p(f"dataset   {rep.name}")
     if rep.root is not None:
         p(f"root      {rep.root}")
