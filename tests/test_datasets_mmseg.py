@@ -279,3 +279,13 @@ def test_dataset_modules_do_not_import_torch(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_instances_pickle_for_worker_processes(name: str, tmp_path: Path) -> None:
+    import pickle
+
+    ds, _ = make(name, tmp_path, n_images=2)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert type(clone) is type(ds) and clone.fingerprint == ds.fingerprint
+    assert np.array_equal(clone[1][2], ds[1][2])

@@ -211,3 +211,10 @@ def test_render_scene_for_training() -> None:
     assert s.image.shape == (64, 80, 3) and s.instance_map.dtype == np.uint8
     assert 1 <= len(s.concepts) <= 2 and all(c < 40 for c in s.concepts)
     assert len(s.instance_concepts) == len(s.instance_labels) == len(s.areas) == len(s.visible)
+
+
+def test_pickles_for_worker_processes() -> None:
+    import pickle
+
+    ds = SyntheticDataset(n_images=2, size=48)
+    assert _digest(pickle.loads(pickle.dumps(ds)), range(2)) == _digest(ds, range(2))

@@ -249,10 +249,18 @@ def scan_suffix(directory: Path, suffix: str) -> list[str]:
 
 
 def _register(
-    name: str, root: str, layout: Layout, split_size: int | None, bg_idx: int | None = None, prob_thd: float = 0.0
+    cls_name: str,
+    name: str,
+    root: str,
+    layout: Layout,
+    split_size: int | None,
+    bg_idx: int | None = None,
+    prob_thd: float = 0.0,
 ) -> type[MMSegDataset]:
+    """Create, register and return the class ``cls_name`` (bind it to the same module-level name so
+    that instances pickle into data-loading worker processes)."""
     cls = type(
-        name.title().replace("_", "") + "Dataset",
+        cls_name,
         (MMSegDataset,),
         {
             "name": name,
@@ -263,6 +271,7 @@ def _register(
             "default_bg_idx": bg_idx,
             "default_prob_thd": prob_thd,
             "__module__": __name__,
+            "__qualname__": cls_name,
             "__doc__": f"{name}: {root}/ in the mmseg layout ({layout.img_dir}, {layout.ann_dir}).",
         },
     )
@@ -271,12 +280,12 @@ def _register(
     return cls
 
 
-# name, default root, layout, val size, bg_idx, prob_thd (DESIGN §6/§7)
-Voc21 = _register("voc21", "VOC2012", VOC, 1449, bg_idx=0, prob_thd=0.4)
-Voc20 = _register("voc20", "VOC2012", replace(VOC, reduce_zero_label=True), 1449)
-Context60 = _register("context60", "VOC2010", CONTEXT, 5105, bg_idx=0, prob_thd=0.1)
-Context59 = _register("context59", "VOC2010", replace(CONTEXT, reduce_zero_label=True), 5105)
-CocoObject = _register("coco_object", "COCOObject", COCO_OBJECT, 5000, bg_idx=0, prob_thd=0.4)
-CocoStuff = _register("coco_stuff", "COCOStuff", COCO_STUFF, 5000)
-Cityscapes = _register("cityscapes", "CityScapes", CITYSCAPES, 500)
-Ade20k = _register("ade20k", "ADE20K", ADE20K, 2000)
+# class, name, default root, layout, val size, bg_idx, prob_thd (DESIGN §6/§7)
+Voc21Dataset = _register("Voc21Dataset", "voc21", "VOC2012", VOC, 1449, bg_idx=0, prob_thd=0.4)
+Voc20Dataset = _register("Voc20Dataset", "voc20", "VOC2012", replace(VOC, reduce_zero_label=True), 1449)
+Context60Dataset = _register("Context60Dataset", "context60", "VOC2010", CONTEXT, 5105, bg_idx=0, prob_thd=0.1)
+Context59Dataset = _register("Context59Dataset", "context59", "VOC2010", replace(CONTEXT, reduce_zero_label=True), 5105)
+CocoObjectDataset = _register("CocoObjectDataset", "coco_object", "COCOObject", COCO_OBJECT, 5000, bg_idx=0, prob_thd=0.4)
+CocoStuffDataset = _register("CocoStuffDataset", "coco_stuff", "COCOStuff", COCO_STUFF, 5000)
+CityscapesDataset = _register("CityscapesDataset", "cityscapes", "CityScapes", CITYSCAPES, 500)
+ADE20KDataset = _register("ADE20KDataset", "ade20k", "ADE20K", ADE20K, 2000)
