@@ -211,6 +211,18 @@ def test_missing_reference_na_and_strict(tmp_path, capsys):
     assert not (tmp_path / "strict" / "report.md").exists()
 
 
+def test_reference_missing_on_one_dataset(tmp_path):
+    drop = [("segearth-ov3", "ade20k", c, s, 0) for c, s in (("none", 0), ("fog", 1), ("fog", 3), ("fog", 5))]
+    run = make_synthetic_run(tmp_path / "run", methods=("activesam", "segearth-ov3"), corruptions=("fog",), seeds=(0,),
+                             drop=drop)
+    md = build_report([run], plots=False).read_text()
+    assert md_tables(md, "### ade20k")[0].set_index("method").loc["activesam", "mCE"] == "n/a"
+    assert md_tables(md, "### voc21")[0].set_index("method").loc["activesam", "mCE"] != "n/a"
+    assert "CE n/a for activesam: reference 'segearth-ov3' has no finished fog unit on ade20k" in md
+    with pytest.raises(ReportError, match="CE n/a for activesam on ade20k"):
+        build_report([run], strict=True, plots=False)
+
+
 def test_strict_rejects_missing_units(tmp_path):
     run = make_synthetic_run(tmp_path / "run", datasets=("voc21",), seeds=(0,), drop=[("sam3", "voc21", "fog", 1, 0)])
     with pytest.raises(ReportError, match="missing"):
@@ -269,3 +281,48 @@ def test_published_numbers_only_when_protocol_matches(tmp_path, kind):
     assert "No unit of this run matches a published protocol" in md
     assert "### Table 1" not in md and "### Table 2" not in md and "### Table 3" not in md
     assert ("--limit" in md.split("## Published numbers")[1].split("##")[0]) == (kind == "limit")
+
+
+TOY_CONFIG = """
+[run]
+seeds = [0, 1]
+chunk_size = 3
+workers = 0
+warmup_images = 1
+[datasets]
+names = ["toy"]
+[corruptions]
+names = ["toy_noise"]
+severities = [1, 3]
+[[methods]]
+name = "toy-color"
+[[methods]]
+name = "toy-const"
+[report]
+reference = "toy-const"
+"""
+
+
+@pytest.mark.slow
+def test_harness_shards_into_one_run_dir(tmp_path, monkeypatch, repo_root):
+    """Two shards of the real runner write one run directory; the report re-collects it from units/."""
+    monkeypatch.syspath_prepend(str(repo_root / "tests"))
+    cfg = tmp_path / "toy.toml"
+    cfg.write_text(TOY_CONFIG)
+    run = tmp_path / "run"
+    args = ["run", str(cfg), "--plugins", "harness_plugins.toy", "--out", str(run)]
+    assert main([*args, "--shard", "1/2"]) == 0
+    (run / "results.csv").unlink()  # the report must rebuild it from the unit files
+    md = build_report([run], plots=False).read_text()
+    miss = md_tables(md, "## Missing units")[0]
+    assert 0 < len(miss) <= 10  # units whose chunks are split between the shards wait for shard 2
+    assert main([*args, "--shard", "2/2"]) == 0
+    md = build_report([run], plots=False).read_text()
+    assert "## Missing units\n\nNone" in md
+    res = pd.read_csv(run / "results.csv")
+    assert set(res["status"]) == {"complete"}
+    t = md_tables(md, "### toy")[0].set_index("method")
+    c = res[res["corruption"] != "none"]
+    v = c[c["label"] == "toy-color"].groupby("seed")["miou"].mean()
+    assert t.loc["toy-color", "mPC"] == pm(v.mean(), v.std())
+    assert t.loc["toy-const", "mCE"] == "100.00 ± 0.00"

@@ -26,23 +26,28 @@ log = logging.getLogger(__name__)
 TOP_K_CLASSES = 5
 
 
-def _check_strict(data: RunData, reference: str, miss: pd.DataFrame) -> None:
+def _check_strict(data: RunData, reference: str, miss: pd.DataFrame, ce_na: pd.DataFrame) -> None:
+    """``--strict``: a reference method without results (CE n/a anywhere) or a missing unit is an error."""
     problems = []
     if reference not in set(data.results["label"]):
         problems.append(f"reference method {reference!r} (config [report] reference) has no results")
+    elif not ce_na.empty:
+        r = ce_na.iloc[0]
+        problems.append(f"CE n/a for {r['label']} on {r['dataset']}: {r['reason']}")
     if not miss.empty:
         problems.append(f"{len(miss)} planned unit(s) are missing (first: {', '.join(map(str, miss.iloc[0, :5]))})")
     if problems:
         where = ", ".join(str(d) for d in data.dirs)
-        raise ReportError(f"{where}: --strict: {'; '.join(problems)}; finish the run or set [report] reference to a method in it")
+        raise ReportError(f"{where}: --strict: {'; '.join(problems)}; finish the run or set [report] reference "
+                          "to a method it evaluated")
 
 
 def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, strict: bool = False,
                  *, plots: bool = True) -> Path:
     """Write the report of ``run_dirs`` into ``out_dir`` (default: first run dir's ``report/``).
 
-    Returns the path of ``report.md``. With ``strict``, a reference method without results or a
-    planned unit without a result raises :class:`ReportError` instead of being shown as n/a / listed.
+    Returns the path of ``report.md``. With ``strict``, a reference method without results (CE n/a)
+    or a planned unit without a result raises :class:`ReportError` instead of being shown / listed.
     ``plots=False`` skips the figures (a text-only report, seconds faster).
     """
     if not run_dirs:
@@ -51,11 +56,10 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     out = Path(out_dir) if out_dir is not None else Path(run_dirs[0]) / "report"
     reference = data.reference
     miss, miss_notes = missing_units(data)
-    if strict:
-        _check_strict(data, reference, miss)
-
     res, pc, pi = data.results, data.per_class, data.per_image
     values, na = tables.robustness_per_seed(res, reference)
+    if strict:
+        _check_strict(data, reference, miss, na)
     summary = tables.over_seeds(values)
     coverage = tables.grid_coverage(res)
     ci = tables.clean_image_ci(pi, res)

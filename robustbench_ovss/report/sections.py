@@ -120,13 +120,14 @@ def robustness(summary: pd.DataFrame, na: pd.DataFrame, coverage: pd.DataFrame, 
                 dagger = "†"
                 foot.append(f"† {lab}: mPC/rPC/mCE over {cov.loc[lab, 'cells']} of {cov.loc[lab, 'total']} "
                             "corrupted cells (the rest did not finish)")
-            rows.append([lab, cell(lab, "clean"), *[cell(lab, f"miou:{c}") for c in corrs],
-                         cell(lab, "mpc") + dagger if corrs else NA, cell(lab, "rpc") + dagger if corrs else NA,
-                         cell(lab, "mce") + dagger if corrs else NA])
+            row = [lab, cell(lab, "clean"), *[cell(lab, f"miou:{c}") for c in corrs]]
+            if corrs:
+                row += [cell(lab, m) + dagger for m in ("mpc", "rpc", "mce")]
+            rows.append(row)
             ce_rows.append([lab, *[cell(lab, f"ce:{c}") for c in corrs], cell(lab, "mce")])
-        header = ["method", "clean mIoU", *corrs, "mPC", "rPC", "mCE"]
+        header = ["method", "clean mIoU", *corrs, *(["mPC", "rPC", "mCE"] if corrs else [])]
         parts += [f"### {ds}", "",
-                  f"Severities: {', '.join(map(str, sev)) if sev else 'none'}.", "",
+                  f"Severities: {', '.join(map(str, sev))}." if sev else "Clean units only.", "",
                   md_table(pd.DataFrame(rows, columns=header), align_right=header[1:]), ""]
         if corrs:
             parts += [f"Corruption error per corruption on {ds} (CE in %, reference `{reference}` = 100):", "",
