@@ -1,0 +1,35 @@
+"""Adapter from the synthetic benchmark (``robustbench_ovss.datasets.synthetic``) to training scenes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .batching import Scene
+
+
+def class_names(vocab_size: int, background: bool = True) -> list[str]:
+    """The prompt (first alias) of every label id of ``synthetic`` at ``vocab_size``."""
+    from ..datasets.synthetic import SyntheticDataset
+
+    ds = SyntheticDataset(vocab_size=vocab_size, background=background, n_images=1)
+    return [aliases[0] for aliases in ds.classes]
+
+
+def to_training_scene(s) -> Scene:
+    masks = s.instance_masks()
+    inst = [(int(c), masks[i]) for i, c in enumerate(s.instance_labels) if masks[i].any()]
+    return Scene(image=s.image, label=s.label, instances=inst)
+
+
+def render(indices: Sequence[int], split: str, size: int, vocab_size: int, seed: int, **kw) -> list[Scene]:
+    from ..datasets.synthetic import render_scene
+
+    return [
+        to_training_scene(render_scene(int(i), seed=seed, split=split, size=size, vocab_size=vocab_size, **kw))
+        for i in indices
+    ]
+
+
+def synthetic_scenes(split: str, n: int, size: int, vocab_size: int, seed: int) -> tuple[list[str], list[Scene]]:
+    """(class names, the first ``n`` scenes of the ``(seed, split)`` stream)."""
+    return class_names(vocab_size), render(range(n), split, size, vocab_size, seed)

@@ -1,0 +1,264 @@
+"""One training step and the quick in-training evaluation of the demo model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .batching import PromptBatch, Scene, make_targets, sample_prompts
+from .losses import instance_loss, presence_loss, semantic_loss
+from .model import PresenceHook, forward_prompts, mean_pool, preprocess, text_hidden, tokenize
+
+
+@dataclass
+class TextBank:
+    """Token ids of the training vocabulary (one prompt text per label id) and of its hypernyms."""
+
+    texts: list[str]
+    ids: torch.Tensor
+    mask: torch.Tensor
+    hypernyms: list[list[str]]
+
+    @classmethod
+    def build(cls, tokenizer, texts: Sequence[str], hypernyms: Sequence[Sequence[str]] | None = None) -> TextBank:
+        ids, mask = tokenize(tokenizer, texts)
+        hyps = [list(h) for h in hypernyms] if hypernyms is not None else [[] for _ in texts]
+        bank = cls(list(texts), ids, mask, hyps)
+        bank.tokenizer = tokenizer
+        return bank
+
+    def encode(self, model, with_extra: bool, extra_drop: float = 0.0, rng: np.random.Generator | None = None):
+        """Projected per-token features [V, L(+4), D] and mask of every vocabulary text.
+
+        With ``with_extra``, ActiveSAM's 4 appended tokens (2 neighbours, 2 hypernyms) are built by
+        the project's own expansion code from the current weights; ``extra_drop`` masks each slot
+        with that probability (robustness to missing tokens).
+        """
+        hidden = text_hidden(model, self.ids, self.mask)
+        feats = model.text_projection(hidden)
+        if not with_extra:
+            return feats, self.mask
+        from ..vocab.expansion import ExpansionTokens
+
+        pooled = mean_pool(hidden, self.mask)
+        cache: dict[str, torch.Tensor] = {}
+
+        def embed(texts: list[str]) -> torch.Tensor:
+            missing = [t for t in texts if t not in cache and t not in self.texts]
+            if missing:
+                ids, m = tokenize(self.tokenizer, missing)
+                pm = mean_pool(text_hidden(model, ids, m), m)
+                for t, v in zip(missing, pm):
+                    cache[t] = v
+            return torch.stack([pooled[self.texts.index(t)] if t in self.texts else cache[t] for t in texts])
+
+        exp = ExpansionTokens.build(self.texts, self.hypernyms, embed, model.text_projection)
+        emask = exp.mask.clone()
+        if extra_drop > 0 and rng is not None:
+            drop = torch.from_numpy(rng.random(emask.shape) < extra_drop)
+            emask &= ~drop
+        ef = exp.features * emask.unsqueeze(-1).to(exp.features.dtype)
+        return torch.cat([feats, ef.to(feats.dtype)], 1), torch.cat([self.mask, emask], 1)
+
+
+@dataclass
+class StepConfig:
+    images_per_step: int = 4
+    prompts_per_image: int = 8
+    size: int = 336
+    low_size: int = 224
+    low_prob: float = 0.25
+    extra_prob: float = 0.5
+    extra_drop: float = 0.15
+    aux_presence_weight: float = 0.5
+    semantic_weight: float = 1.0
+    instance_weight: float = 0.0  # set by the schedule (0 = presence + semantic only)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int, hold_frac: float = 0.6, final_frac: float = 0.05) -> float:
+    """Linear warm-up, constant until ``hold_frac`` of the run, then cosine to ``final_frac`` x base."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    hold = int(total * hold_frac)
+    if step < hold:
+        return base
+    t = (step - hold) / max(1, total - hold)
+    return base * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def train_step(
+    model,
+    optimizer,
+    hook: PresenceHook,
+    bank: TextBank,
+    batch_scenes: Sequence[Scene],
+    num_classes: int,
+    cfg: StepConfig,
+    rng: np.random.Generator,
+    classes: Sequence[int] | None = None,
+) -> dict:
+    """One forward/backward/update on ``batch_scenes`` (prompts sampled here); returns the loss terms."""
+    model.train()
+    low = rng.random() < cfg.low_prob
+    size = cfg.low_size if low else cfg.size
+    with_extra = (not low) and rng.random() < cfg.extra_prob
+    pb: PromptBatch = sample_prompts(batch_scenes, num_classes, cfg.prompts_per_image, rng, classes=classes)
+
+    pixels = preprocess([s.image for s in batch_scenes], size)
+    feats, mask = bank.encode(model, with_extra, cfg.extra_drop, rng)
+    out = forward_prompts(model, pixels, feats[pb.class_id], mask[pb.class_id], pb.image_index)
+    hw = tuple(out.semantic_seg.shape[-2:])
+    sem_t, valid, inst_t = make_targets(batch_scenes, pb, hw)
+
+    l_pres = presence_loss(out.presence_logits, pb.present)
+    all_pres = hook.value  # [layers, N, 1]
+    l_aux = presence_loss(all_pres[:-1], pb.present) if all_pres is not None and all_pres.shape[0] > 1 else l_pres * 0
+    l_sem = semantic_loss(out.semantic_seg[:, 0], sem_t, pb.present, valid=valid)
+    loss = l_pres + cfg.aux_presence_weight * l_aux + cfg.semantic_weight * l_sem
+    stats = {}
+    if cfg.instance_weight > 0:
+        l_inst, stats = instance_loss(out.pred_masks, out.pred_logits, inst_t)
+        loss = loss + cfg.instance_weight * l_inst
+    else:
+        l_inst = torch.zeros(())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    with torch.no_grad():
+        p = out.presence_logits[:, 0] > 0
+        acc = (p == pb.present).float().mean().item()
+    return {
+        "loss": float(loss.detach()),
+        "presence": float(l_pres.detach()),
+        "presence_aux": float(l_aux.detach()),
+        "semantic": float(l_sem.detach()),
+        "instance": float(l_inst.detach()),
+        "presence_acc": acc,
+        "grad_norm": float(gn),
+        "size": size,
+        "extra": int(with_extra),
+        "prompts": int(pb.class_id.numel()),
+        **{k: v for k, v in stats.items()},
+    }
+
+
+@torch.no_grad()
+def predict_scene(
+    model, scene: Scene, feats: torch.Tensor, mask: torch.Tensor, size: int, conf: float = 0.5, chunk: int = 64
+) -> dict:
+    """Every vocabulary prompt on one scene: presence [V], semantic prob [V, h, w], instance prob [V, h, w]."""
+    model.eval()
+    pixels = preprocess([scene.image], size)
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+    vis = model.get_vision_features(pixel_values=pixels)
+    pres, sem, inst = [], [], []
+    v = feats.shape[0]
+    for a in range(0, v, chunk):
+        n = min(chunk, v - a)
+        ve = Sam3VisionEncoderOutput(
+            fpn_hidden_states=tuple(f.expand(n, -1, -1, -1) for f in vis.fpn_hidden_states),
+            fpn_position_encoding=tuple(p.expand(n, -1, -1, -1) for p in vis.fpn_position_encoding),
+        )
+        out = model(
+            vision_embeds=ve,
+            text_embeds=BaseModelOutputWithPooling(pooler_output=feats[a : a + n]),
+            attention_mask=mask[a : a + n],
+        )
+        pr = out.presence_logits[:, 0].sigmoid()
+        sc = out.pred_logits.sigmoid() * pr[:, None]
+        keep = (sc > conf).float()
+        ins = (out.pred_masks.sigmoid() * (sc * keep)[..., None, None]).amax(1)
+        pres.append(pr)
+        sem.append(out.semantic_seg[:, 0].sigmoid())
+        inst.append(ins)
+    return {"presence": torch.cat(pres), "semantic": torch.cat(sem), "instance": torch.cat(inst)}
+
+
+def active_set(presence: torch.Tensor, quantile: float = 0.8, max_active: int = 40, min_active: int = 1) -> torch.Tensor:
+    """ActiveSAM's active set rule (DESIGN §4), for the in-training metric only."""
+    n = presence.numel()
+    if n <= max_active:
+        return torch.arange(n)
+    tau = torch.quantile(presence.float(), quantile)
+    keep = torch.nonzero(presence >= tau).flatten()
+    keep = keep[torch.argsort(presence[keep], descending=True)][:max_active]
+    if keep.numel() < min_active:
+        keep = torch.argsort(presence, descending=True)[:min_active]
+    return torch.sort(keep).values
+
+
+@torch.no_grad()
+def evaluate(
+    model,
+    bank: TextBank,
+    scenes: Sequence[Scene],
+    num_classes: int,
+    size: int = 336,
+    preview_size: int = 224,
+    conf: float = 0.5,
+    classes: Sequence[int] | None = None,
+) -> dict:
+    """Quick metrics on held-out scenes with every vocabulary prompt.
+
+    - presence recall / precision at 0.5 and active-set recall (ActiveSAM's rule on the presence
+      at ``preview_size``, no appended tokens);
+    - mIoU of three fusions, argmax over the vocabulary: semantic x presence, SegEarth-style
+      max(instance, semantic) x presence, and with the ground-truth presence (mask quality alone).
+    """
+    from ..metrics import confusion_matrix, summarize
+
+    feats, mask = bank.encode(model, with_extra=False)
+    conf_sem = np.zeros((num_classes, num_classes), np.int64)
+    conf_fuse = np.zeros_like(conf_sem)
+    conf_oracle = np.zeros_like(conf_sem)
+    tp = fp = fn = 0
+    act_hit = act_tot = 0
+    act_size = []
+    for s in scenes:
+        r = predict_scene(model, s, feats, mask, size, conf)
+        present = torch.zeros(num_classes, dtype=torch.bool)
+        present[[c for c in s.present() if c < num_classes]] = True
+        p = r["presence"] > 0.5
+        tp += int((p & present).sum())
+        fp += int((p & ~present).sum())
+        fn += int((~p & present).sum())
+        if preview_size:
+            rp = predict_scene(model, s, feats, mask, preview_size, conf)["presence"]
+            act = active_set(rp)
+            act_size.append(int(act.numel()))
+            act_hit += int(present[act].sum())
+            act_tot += int(present.sum())
+        h, w = s.label.shape
+        lab = torch.as_tensor(s.label.astype(np.int64))
+
+        def seg(prob):
+            up = F.interpolate(prob[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            if classes is not None:
+                full = torch.zeros(num_classes, h, w)
+                full[list(classes)] = up
+                up = full
+            return up.argmax(0)
+
+        pr = r["presence"][:, None, None]
+        conf_sem += np.asarray(confusion_matrix(seg(r["semantic"] * pr), lab, num_classes))
+        conf_fuse += np.asarray(confusion_matrix(seg(torch.maximum(r["semantic"], r["instance"]) * pr), lab, num_classes))
+        gt = present if classes is None else present[list(classes)]
+        conf_oracle += np.asarray(confusion_matrix(seg(r["semantic"] * gt[:, None, None].float()), lab, num_classes))
+    return {
+        "presence_recall": tp / max(1, tp + fn),
+        "presence_precision": tp / max(1, tp + fp),
+        "false_pos_per_image": fp / max(1, len(scenes)),
+        "active_recall": act_hit / max(1, act_tot) if preview_size else float("nan"),
+        "active_size": float(np.mean(act_size)) if act_size else float("nan"),
+        "miou_semantic": summarize(conf_sem)["miou"],
+        "miou_fused": summarize(conf_fuse)["miou"],
+        "miou_oracle_presence": summarize(conf_oracle)["miou"],
+    }

@@ -1,0 +1,269 @@
+#!/usr/bin/env python
+"""Train the demo model: a tiny SAM 3 (transformers ``Sam3Model``) on the synthetic benchmark.
+
+Deterministic for a given seed, thread count and step count (CPU). Writes a Hugging Face checkpoint
+directory (config.json, model.safetensors, tokenizer files, training_meta.json) and the training
+curve (train_log.csv, eval_log.csv, curves.png). See docs/demo-model.md.
+
+    python scripts/train_demo_model.py --out robustbench_ovss/assets/demo-sam3 --steps 3000
+
+Schedule: presence + semantic losses from step 0; the instance loss (Hungarian matching of queries to
+the prompt's object instances) joins at ``--instance-start`` (fraction of the steps) and ramps up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from robustbench_ovss.training.batching import Scene  # noqa: E402
+from robustbench_ovss.training.loop import StepConfig, TextBank, evaluate, lr_at, train_step  # noqa: E402
+from robustbench_ovss.training.model import (  # noqa: E402
+    PresenceHook,
+    build_model,
+    count_parameters,
+    save_checkpoint,
+    tiny_config,
+)
+
+
+def make_tokenizer(names: list[str], hypernyms: list[list[str]]):
+    extra = list(names) + [h for hs in hypernyms for h in hs]
+    try:
+        from robustbench_ovss.backends.tiny import build_tokenizer, tiny_word_list
+
+        return build_tokenizer(tiny_word_list(extra))
+    except ImportError:
+        from robustbench_ovss.training.model import build_tokenizer as own
+
+        return own(extra)
+
+
+def hypernyms_of(names: list[str]) -> list[list[str]]:
+    try:
+        from robustbench_ovss.vocab.wordnet import hypernyms_for
+
+        return hypernyms_for(names, 2)
+    except Exception as e:  # noqa: BLE001 - training must not depend on WordNet being present
+        print(f"[warn] no hypernyms ({e}); hypernym slots masked", flush=True)
+        return [[] for _ in names]
+
+
+def prompt_text(name: str) -> str:
+    try:
+        from robustbench_ovss.vocab import canonicalize
+
+        return canonicalize(name)
+    except Exception:  # noqa: BLE001
+        return name
+
+
+def plot_curves(train_csv: Path, eval_csv: Path, out_png: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import pandas as pd
+    except ImportError:
+        return
+    tr = pd.read_csv(train_csv)
+    ev = pd.read_csv(eval_csv) if eval_csv.exists() else None
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    w = max(1, len(tr) // 60)
+    for k in ("loss", "presence", "semantic", "instance"):
+        axes[0].plot(tr["step"], tr[k].rolling(w, min_periods=1).mean(), label=k)
+    axes[0].set_xlabel("step")
+    axes[0].set_title("training losses (rolling mean)")
+    axes[0].legend()
+    if ev is not None and len(ev):
+        for k in ("miou_fused", "miou_semantic", "miou_oracle_presence", "active_recall", "presence_recall",
+                  "presence_precision"):
+            if k in ev:
+                axes[1].plot(ev["step"], ev[k], marker="o", label=k)
+        axes[1].set_ylim(0, 1)
+        axes[1].set_xlabel("step")
+        axes[1].set_title("held-out synthetic val")
+        axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "robustbench_ovss/assets/demo-sam3"))
+    ap.add_argument("--log-dir", default=None, help="where curves go (default: OUT/../demo-sam3-logs)")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop early (and save) after this long")
+    ap.add_argument("--vocab-size", type=int, default=120)
+    ap.add_argument("--n-train", type=int, default=64, help="toy pool size (--toy only)")
+    ap.add_argument("--n-val", type=int, default=12)
+    ap.add_argument("--image-size", type=int, default=252)
+    ap.add_argument("--scene-size", type=int, default=256)
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--hold", type=float, default=0.6)
+    ap.add_argument("--instance-start", type=float, default=0.35)
+    ap.add_argument("--instance-weight", type=float, default=1.0)
+    ap.add_argument("--extra-prob", type=float, default=0.5)
+    ap.add_argument("--low-prob", type=float, default=0.25)
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vit-hidden", type=int, default=96)
+    ap.add_argument("--vit-layers", type=int, default=4)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--detr-layers", type=int, default=2)
+    ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--toy", action="store_true", help="train on the toy stand-in scenes (tests only)")
+    ap.add_argument("--save-every", type=int, default=500)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    out = Path(args.out)
+    log_dir = Path(args.log_dir) if args.log_dir else out.parent / (out.name + "-logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+
+    if args.toy:
+        from robustbench_ovss.training.toy import toy_scenes
+
+        k = args.vocab_size
+        names = ["background"] + [f"concept{i}" for i in range(1, k)]
+        pool = toy_scenes(args.n_train, args.scene_size, k - 1, seed=args.seed)
+        val = toy_scenes(args.n_val, args.scene_size, k - 1, seed=args.seed + 1000)
+
+        def batch_scenes(step):
+            idx = np.random.default_rng([args.seed, step]).choice(len(pool), size=args.images, replace=False)
+            return [pool[i] for i in idx]
+    else:
+        from robustbench_ovss.training.data import class_names, render
+
+        names = class_names(args.vocab_size)
+        # held-out: split "val" of another seed than the suite's demo (seed 0), and never the train stream
+        val = render(range(args.n_val), "val", args.scene_size, args.vocab_size, args.seed + 1000)
+
+        def batch_scenes(step):
+            # fresh scenes every step: scene k of the ("train", seed) stream, k = step * images + b
+            first = step * args.images
+            return render(range(first, first + args.images), "train", args.scene_size, args.vocab_size, args.seed)
+    num_classes = len(names)
+    texts = [prompt_text(n) for n in names]
+    hyps = hypernyms_of(texts)
+    print(f"[data] {num_classes} classes, {len(val)} val scenes "
+          f"in {time.time() - t0:.0f}s", flush=True)
+
+    tokenizer = make_tokenizer(names + texts, hyps)
+    unk = [t for t in texts + [h for hs in hyps for h in hs]
+           if tokenizer.unk_token_id in tokenizer(t)["input_ids"]]
+    if unk:
+        print(f"[warn] texts with unknown words: {unk[:10]}", flush=True)
+    config = tiny_config(
+        vocab_size=len(tokenizer), image_size=args.image_size, vit_hidden=args.vit_hidden,
+        vit_layers=args.vit_layers, hidden=args.hidden, text_hidden=args.hidden,
+        detr_layers=args.detr_layers, num_queries=args.queries,
+    )
+    config.text_config.pad_token_id = tokenizer.pad_token_id
+    config.text_config.bos_token_id = tokenizer.bos_token_id
+    config.text_config.eos_token_id = tokenizer.eos_token_id
+    model = build_model(config, seed=args.seed)
+    n_params = count_parameters(model)
+    print(f"[model] {n_params / 1e6:.2f} M parameters", flush=True)
+    hook = PresenceHook(model)
+    bank = TextBank.build(tokenizer, texts, hyps)
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in n_ or "embed" in n_ else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr, betas=(0.9, 0.999),
+    )
+    cfg = StepConfig(images_per_step=args.images, prompts_per_image=args.prompts, size=args.image_size,
+                     low_size=args.image_size * 2 // 3, low_prob=args.low_prob, extra_prob=args.extra_prob)
+    inst_start = int(args.instance_start * args.steps)
+
+    train_csv = log_dir / "train_log.csv"
+    eval_csv = log_dir / "eval_log.csv"
+    tf = open(train_csv, "w", newline="")
+    tw = None
+    ef = open(eval_csv, "w", newline="")
+    ew = None
+    meta = {
+        "script": "scripts/train_demo_model.py", "args": vars(args), "parameters": n_params,
+        "classes": names, "prompt_texts": texts, "torch": torch.__version__,
+    }
+
+    def do_eval(step):
+        nonlocal ew
+        te = time.time()
+        m = evaluate(model, bank, val, num_classes, size=args.image_size, preview_size=args.image_size * 2 // 3)
+        m = {"step": step, "elapsed_min": round((time.time() - t0) / 60, 2), **{k: round(v, 4) for k, v in m.items()}}
+        if ew is None:
+            ew = csv.DictWriter(ef, fieldnames=list(m))
+            ew.writeheader()
+        ew.writerow(m)
+        ef.flush()
+        print(f"[eval {step}] {json.dumps(m)} ({time.time() - te:.0f}s)", flush=True)
+        return m
+
+    step = 0
+    last = None
+    t_train = time.time()
+    for step in range(args.steps):
+        lr = lr_at(step, args.steps, args.lr, args.warmup, hold_frac=args.hold)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if step >= inst_start:
+            ramp = min(1.0, (step - inst_start + 1) / max(1, args.warmup * 2))
+            cfg.instance_weight = args.instance_weight * ramp
+        ts = time.time()
+        s = train_step(model, opt, hook, bank, batch_scenes(step), num_classes, cfg, rng)
+        row = {"step": step, "lr": lr, "sec": round(time.time() - ts, 3), **s}
+        row.setdefault("matched", 0)
+        if tw is None:
+            tw = csv.DictWriter(tf, fieldnames=list(row), extrasaction="ignore")
+            tw.writeheader()
+        tw.writerow(row)
+        if step % 25 == 0:
+            tf.flush()
+            print(f"[{step}] " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in row.items()), flush=True)
+        if args.eval_every and step > 0 and step % args.eval_every == 0:
+            last = do_eval(step)
+        if args.save_every and step > 0 and step % args.save_every == 0:
+            meta.update(step=step, last_eval=last)
+            save_checkpoint(model, tokenizer, out, meta)
+        if args.max_minutes and (time.time() - t0) / 60 > args.max_minutes:
+            print(f"[stop] time budget reached at step {step}", flush=True)
+            break
+    tf.flush()
+    last = do_eval(step + 1)
+    meta.update(step=step + 1, last_eval=last, train_minutes=round((time.time() - t_train) / 60, 1),
+                seconds_per_step=round((time.time() - t_train) / max(1, step + 1), 3))
+    model.eval()
+    save_checkpoint(model, tokenizer, out, meta)
+    tf.close()
+    ef.close()
+    plot_curves(train_csv, eval_csv, log_dir / "curves.png")
+    print(f"[done] {out} in {(time.time() - t0) / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
