@@ -38,7 +38,6 @@ def _inputs(shape: tuple[int, int], num_classes: int, seed: int = 0) -> tuple[np
 def test_confusion_accumulate(benchmark, backend: str, size: str, num_classes: int) -> None:
     pred, label = _inputs(SIZES[size], num_classes)
     if backend == "torch":
-        torch.set_num_threads(max(torch.get_num_threads(), 1))
         p, lab = torch.from_numpy(pred), torch.from_numpy(label.astype(np.int64))
         total = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     else:
