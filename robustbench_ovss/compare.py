@@ -154,7 +154,8 @@ def render(rows: list[dict[str, Any]], all_rows: bool = False) -> Any:
     t = Table(title=f"{len(moved)} of {len(rows)} row(s) moved", show_lines=False)
     for col in ("method", "dataset", "corruption", "sev", "seed", "mIoU base", "mIoU new", "Δ pts", "ratio base",
                 "ratio new", "Δ ratio %", "verdict"):  # fmt: skip
-        t.add_column(col, justify="right" if col not in ("method", "dataset", "corruption", "verdict") else "left")
+        left = col in ("method", "dataset", "corruption", "verdict")
+        t.add_column(col, justify="left" if left else "right", no_wrap=True)
     for r in moved:
         t.add_row(
             str(r["label"]), str(r["dataset"]), str(r["corruption"]), str(r["severity"]), str(r["seed"]),
@@ -176,8 +177,12 @@ def cli_compare(args: Any) -> int:
         raise OvssError("--max-speed-ratio-drop must be >= 0 (percent)")
     base, new = read_results(args.base), read_results(args.new)
     rows, failures = compare(base, new, args.max_miou_drop, args.max_speed_ratio_drop, getattr(args, "reference", None))
-    console = Console(width=max(Console().width, 120))
-    console.print(render(rows))
+    console = Console(width=max(Console().width, 150))
+    table = render(rows)
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print(f"nothing moved ({len(rows)} row(s) compared)")
     extra = sorted({tuple(r[k] for k in KEY) for _, r in new.iterrows()} - {tuple(r[k] for k in KEY) for _, r in base.iterrows()})
     if extra:
         console.print(f"{len(extra)} row(s) only in NEW (not gated)")

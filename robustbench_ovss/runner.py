@@ -238,8 +238,9 @@ class _Slot:
     unit: Unit
     method_idx: int
     state: dict[str, Any]
-    conf: Any  # torch.LongTensor [C, C] on the run device
+    conf: Any  # int64 [C, C]: a torch tensor on an accelerator, a numpy array on the CPU (see _Runner.on_host)
     dirty: bool = False
+    updating: bool = False
     seconds_here: float = 0.0  # timed predict seconds in this process (for the chunk line)
     timed_here: int = 0
 
@@ -321,6 +322,9 @@ class _Runner:
         self.dtype = resolve_dtype(cfg.run.dtype, self.device)
         self.tdevice = torch.device(self.device)
         self.device_desc = device_description(self.device)
+        # On the CPU the confusion matrix is counted with numpy: torch's masked indexing and bincount are
+        # several times slower there (benchmarks/bench_harness.py); on an accelerator it stays on the device.
+        self.on_host = self.tdevice.type == "cpu"
         self.prefix = f"[rank {shard.rank}] " if shard.distributed else (f"[shard {shard.k}/{shard.n}] " if shard.n > 1 else "")
         self.predict_calls: dict[str, int] = {}
         self.touched: set[str] = set()
@@ -329,6 +333,7 @@ class _Runner:
         self.setup_errors: dict[tuple[str, str], str] = {}
         self._set_up_for: dict[int, str] = {}
         self._resolved: dict[tuple[int, str], Any] = {}
+        self.stop = _DeferredStop(install=False)
         self.meta_common = {
             "device": self.device_desc, "threads": torch.get_num_threads(), "versions": versions(),
             "git_sha": git_sha(), "config_hash": config_hash(cfg),
@@ -475,7 +480,9 @@ class _Runner:
                     st = new_chunk_state(u, c, ncls[c.dataset])
                 elif st["status"] == FAILED:  # a rerun retries from the image that failed
                     st.update(status=PARTIAL, error="", failed_image="")
-                conf = torch.as_tensor(decode_conf(st["conf"]), dtype=torch.int64, device=self.tdevice)
+                conf = decode_conf(st["conf"])
+                if not self.on_host:
+                    conf = torch.as_tensor(conf, dtype=torch.int64, device=self.tdevice)
                 slots.append(_Slot(unit=u, method_idx=mi, state=st, conf=conf))
             if slots:
                 pending[c.index] = slots
@@ -503,8 +510,8 @@ class _Runner:
         cur: Chunk | None = None
         slots: list[_Slot] = []
         self._last_ck, self._since_ck = time.monotonic(), 0
-        batches = iter(loader)  # starts the workers before our SIGTERM handler exists (they keep the default)
-        old_term = _install_sigterm()
+        batches = iter(loader)  # starts the workers before our signal handlers exist (they keep the defaults)
+        stop = self.stop = _DeferredStop()
         n = 0
         try:
             for i, image_id, image, label in batches:
@@ -518,14 +525,21 @@ class _Runner:
                 n += 1
                 progress.advance(1, f"{cur.dataset} {cur.condition.tag}")
                 self._maybe_checkpoint(cur, slots)
+                stop.check()
             if cur is not None:
                 self._finish_chunk(cur, slots, progress)
-        except (KeyboardInterrupt, Terminated):
-            if cur is not None:  # keep what was done since the last checkpoint
+        except BaseException as exc:
+            # Ctrl-C, SIGTERM, a loader worker killed with the job, a data error: each slot's state is
+            # consistent at its own image boundary (a slot caught mid-update is left out), so keep
+            # what was done since the last checkpoint
+            if cur is not None:
                 self._checkpoint(cur, slots)
+            stop.restore()
+            if stop.signum is not None and not isinstance(exc, (KeyboardInterrupt, Terminated)):
+                raise stop.exception() from exc  # e.g. the loader's workers died of the same Ctrl-C
             raise
         finally:
-            _restore_sigterm(old_term)
+            stop.restore()
             progress.close()
         return n
 
@@ -601,9 +615,9 @@ class _Runner:
         """Write every changed slot of ``chunk`` (each file is self-consistent: sums up to ``next``)."""
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
         for s in slots:
-            if not s.dirty or s.state["status"] not in (PARTIAL, COMPLETE, FAILED):
+            if not s.dirty or s.updating or s.state["status"] not in (PARTIAL, COMPLETE, FAILED):
                 continue
-            s.state["conf"] = encode_conf(s.conf.cpu().numpy())
+            s.state["conf"] = encode_conf(s.conf if self.on_host else s.conf.cpu().numpy())
             old = s.state.get("peak_rss_mb")
             s.state["peak_rss_mb"] = rss_mb if old is None or math.isnan(old) else max(old, rss_mb)
             s.state["updated_at"] = now_iso()
@@ -630,13 +644,15 @@ class _Runner:
         if bad.size:
             raise DataError(f"dataset {chunk.dataset!r}: image {image_id} has label values {bad.tolist()} outside [0, {ncls}) and 255")
         present = present[present != IGNORE_INDEX]
-        label_t = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64, copy=False)).to(self.tdevice)
+        label_t = label if self.on_host else torch.from_numpy(np.ascontiguousarray(label).astype(np.int64, copy=False)).to(self.tdevice)
         save_k = self.cfg.run.save_preds
         if save_k and idx < save_k:
             _save_png(self.rd.root / "samples" / chunk.dataset / chunk.condition.tag / f"{_safe(image_id)}.png", image)
         for s in slots:
             if not s.open or idx < s.state["next"]:
                 continue
+            if self.stop.signum is not None:  # stopping: the remaining methods resume at this image
+                break
             m = self.methods[s.method_idx]
             label_name = s.unit.label
             count = self.predict_calls.get(label_name, 0)
@@ -653,20 +669,24 @@ class _Runner:
                 self._sync(m)
                 dt = time.perf_counter() - t0
                 stats = m.stats() if hasattr(m, "stats") else {}
-                pred = check_prediction(pred, label.shape, ncls, label_name).to(self.tdevice)
+                pred = check_prediction(pred, label.shape, ncls, label_name)
+                pred = pred.cpu().numpy() if self.on_host else pred.to(self.tdevice)
                 conf_img = confusion_matrix(pred, label_t, ncls)
-                conf_np = conf_img.cpu().numpy()
+                conf_np = conf_img if self.on_host else conf_img.cpu().numpy()
                 row = image_row(image_id, idx, conf_np, stats, present)
             except Exception as exc:
                 log.debug("predict of %s on %s failed", label_name, image_id, exc_info=True)
                 self._fail(chunk, s, image_id, _one_line(exc))
                 continue
+            s.updating = True  # conf, rows and next change together; an async interrupt here skips the slot
             s.conf += conf_img
             s.state["rows"].append(row)
             s.state["next"] = idx + 1
             if timed:
                 s.state["model_seconds"] += dt
                 s.state["timed_images"] += 1
+            s.updating = False
+            if timed:
                 s.seconds_here += dt
                 s.timed_here += 1
             if self.tdevice.type == "cuda":
@@ -675,7 +695,7 @@ class _Runner:
                 s.state["peak_mem_mb"] = peak if old is None or math.isnan(old) else max(old, peak)
             s.dirty = True
             if save_k and idx < save_k:
-                _save_png(self.rd.root / "preds" / s.key / f"{_safe(image_id)}.png", pred.cpu().numpy())
+                _save_png(self.rd.root / "preds" / s.key / f"{_safe(image_id)}.png", np.asarray(pred.cpu() if hasattr(pred, "cpu") else pred))
 
     def _sync(self, method: Any) -> None:
         if self.backend is not None and getattr(method, "needs_backend", False):
@@ -712,18 +732,35 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
     Image.fromarray(a).save(path)
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
+class _DeferredStop:
+    """SIGINT/SIGTERM handlers that let the current ``predict`` finish, so the state is checkpointed
+    at an image boundary; a second signal stops at once. Inactive outside the main thread."""
 
+    def __init__(self, install: bool = True) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM) if install else ():
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                break
 
-def _install_sigterm() -> Any:
-    try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread
-        return None
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise self.exception()
+        self.signum = signum
+        log.warning("%s: stopping after the current prediction and checkpointing (send it again to stop at once)",
+                    signal.Signals(signum).name)  # fmt: skip
 
+    def exception(self) -> BaseException:
+        return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
 
-def _restore_sigterm(old: Any) -> None:
-    if old is not None:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, old)
+    def check(self) -> None:
+        if self.signum is not None:
+            raise self.exception()
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, old)
+        self._old = {}

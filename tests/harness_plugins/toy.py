@@ -61,12 +61,28 @@ class ToyDataset(Dataset):
         return f"toy_{k:03d}", np.clip(image, 0, 255).astype(np.uint8), label
 
 
-def colour_segment(image: np.ndarray, thresh: int) -> np.ndarray:
-    """Class per pixel from colour alone: 1 + argmax channel where that channel is bright, else 0."""
+@DATASETS.register("toy-b")
+class ToyB(ToyDataset):
+    """A second toy dataset with three classes (blue rectangles are ignored) and other image sizes."""
+
+    name = "toy-b"
+
+    def __init__(self, root: str = "", vocab: str | None = None, n: int = 4, seed: int = 7, h: int = 24, w: int = 40):
+        super().__init__(root, vocab, n, seed, h, w)
+        self.classes = self.classes[:3]
+
+    def __getitem__(self, k: int) -> tuple[str, np.ndarray, np.ndarray]:
+        image_id, image, label = super().__getitem__(k)
+        return image_id.replace("toy", "toyb"), image, np.where(label == 3, 255, label).astype(np.uint8)
+
+
+def colour_segment(image: np.ndarray, thresh: int, num_classes: int = 4) -> np.ndarray:
+    """Class per pixel from colour alone: 1 + argmax channel where that channel is bright, else 0
+    (0 too where that class does not exist in the vocabulary)."""
     im = image.astype(np.int16)
-    ch = im.argmax(axis=2)
-    top = im.max(axis=2)
-    return np.where(top > thresh, ch + 1, 0).astype(np.int64)
+    cls = im.argmax(axis=2) + 1
+    out = np.where(im.max(axis=2) > thresh, cls, 0)
+    return np.where(out < num_classes, out, 0).astype(np.int64)
 
 
 @METHODS.register("toy-color")
@@ -78,16 +94,20 @@ class ToyColour(Method):
     version = "1"
     defaults = {"thresh": 120, "sleep": 0.0, "fail_on": -1, "bad_output": False}
     calls = 0  # predict calls in this process, for resume tests
+    fail_enabled = True  # tests switch a failure off to check that a rerun retries the failed unit
+    interrupt_at = 0  # raise KeyboardInterrupt at this call number (Ctrl-C in the middle of a chunk)
 
     def predict(self, image: np.ndarray) -> Any:
         import torch
 
         type(self).calls += 1
+        if type(self).interrupt_at and type(self).calls == type(self).interrupt_at:
+            raise KeyboardInterrupt
         if self.params["sleep"]:
             time.sleep(self.params["sleep"])
-        if self.params["fail_on"] >= 0 and int(np.median(image[0])) == self.params["fail_on"]:
+        if self.params["fail_on"] >= 0 and type(self).fail_enabled and int(np.median(image[0])) == self.params["fail_on"]:
             raise RuntimeError(f"boom on image {self.params['fail_on']}")
-        seg = colour_segment(image, self.params["thresh"])
+        seg = colour_segment(image, self.params["thresh"], self.ctx.num_classes)
         self._active = sorted(int(c) for c in np.unique(seg) if (seg == c).sum() >= 10)
         if self.params["bad_output"]:
             return seg  # numpy, not a tensor: a contract violation

@@ -1,0 +1,225 @@
+"""In-process runs of the harness on the toy plugins: run directory, resume, force, failures, shards,
+worker counts, corruption cache, saved predictions."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness_plugins import toy
+from harness_plugins.helpers import PLUGIN, assert_same_results, unit_records, write_config
+from robustbench_ovss.cli import main
+
+DESIGN_COLUMNS = [
+    "method", "method_version", "params_hash", "backend", "checkpoint", "dataset", "corruption", "severity",
+    "seed", "n_images", "limit", "status", "miou", "aacc", "macc", "fps", "model_seconds", "setup_seconds",
+    "peak_mem_mb", "device", "dtype", "versions", "git_sha", "config_hash", "unit_key", "started_at", "finished_at",
+    "label", "active_size", "active_recall", "prompts_decoded",
+]  # fmt: skip
+N_UNITS = 2 * (1 + 2 * 2)  # methods x (clean + 2 corruptions x 2 severities)
+
+
+@pytest.fixture(autouse=True)
+def _reset_toy():
+    toy.ToyColour.calls = toy.ToyConst.calls = 0
+    toy.ToyColour.fail_enabled, toy.ToyColour.interrupt_at = True, 0
+    yield
+    toy.ToyColour.fail_enabled, toy.ToyColour.interrupt_at = True, 0
+
+
+def run(cfg, *flags):
+    return main(["run", str(cfg), "--plugins", PLUGIN, *flags])
+
+
+def test_run_directory_contents(tmp_path):
+    out = tmp_path / "run"
+    assert run(write_config(tmp_path / "c.toml", out)) == 0
+    res = pd.read_csv(out / "results.csv")
+    assert set(DESIGN_COLUMNS) <= set(res.columns)
+    assert len(res) == N_UNITS and (res["status"] == "complete").all()
+    assert (res["n_images"] == 7).all() and res["unit_key"].is_unique
+    clean = res[res["corruption"] == "none"]
+    assert len(clean) == 2 and (clean["severity"] == 0).all() and (clean["seed"] == 0).all()
+    colour = res[res["label"] == "toy-color"].set_index(["corruption", "severity"])
+    assert colour.loc[("none", 0), "miou"] == 1.0  # colours separate the toy classes exactly
+    assert colour.loc[("toy_noise", 3), "miou"] < colour.loc[("toy_noise", 1), "miou"] <= 1.0
+    assert (colour["prompts_decoded"] == 4).all() and colour["active_recall"].between(0, 1).all()
+    assert res[res["label"] == "toy-const"]["prompts_decoded"].isna().all()
+    assert res["fps"].gt(0).all()
+    assert (res.groupby("label")["timed_images"].sum() == 5 * 7 - 1).all()  # warm-up: 1 image per method and process
+    assert (res["device"] == "cpu").all() and (res["dtype"] == "fp32").all()
+    assert res["peak_mem_mb"].isna().all() and res["peak_rss_mb"].gt(0).all()
+    assert res["torch_version"].str.len().gt(0).all()
+
+    pc = pd.read_csv(out / "per_class.csv")
+    assert len(pc) == N_UNITS * 4 and set(pc["class_name"]) == {"background", "red", "green", "blue"}
+    pi = pd.read_csv(out / "per_image.csv")
+    assert len(pi) == N_UNITS * 7 and {"image_id", "pixel_acc", "miou", "active_size", "active_recall"} <= set(pi.columns)
+    assert json.loads(pi[pi["label"] == "toy-color"]["active"].iloc[0])  # lists are JSON strings
+
+    rec = json.loads(next((out / "units").glob("*.json")).read_text())
+    conf = np.zeros(rec["conf"]["shape"], np.int64)
+    for r, c, v in rec["conf"]["nz"]:
+        conf[r, c] = v
+    assert conf.sum() > 0 and len(rec["rows"]) == 7
+    cfg = tomllib.loads((out / "config.toml").read_text())
+    assert cfg["datasets"]["names"] == ["toy"] and cfg["run"]["chunk_size"] == 3
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["datasets"]["toy"]["fingerprint"] and man["versions"]["torch"] and "git_sha" in man
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(plan["units"]) == N_UNITS
+    assert main(["collect", str(out)]) == 0
+
+
+def test_resume_skips_finished_units_force_recomputes_param_change_adds_unit(tmp_path):
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.toml", out)
+    assert run(cfg) == 0
+    first = unit_records(out)
+    assert toy.ToyColour.calls == 5 * 7
+    toy.ToyColour.calls = toy.ToyConst.calls = 0
+    assert run(cfg) == 0
+    assert toy.ToyColour.calls == 0 and toy.ToyConst.calls == 0
+    assert run(cfg, "--force") == 0
+    assert toy.ToyColour.calls == 5 * 7 and toy.ToyConst.calls == 5 * 7
+    assert unit_records(out) == first
+
+    toy.ToyColour.calls = toy.ToyConst.calls = 0
+    cfg2 = write_config(tmp_path / "c2.toml", out, methods=[{"name": "toy-color"}, {"name": "toy-const", "params": {"value": 2}}])
+    assert run(cfg2) == 0
+    assert toy.ToyColour.calls == 0 and toy.ToyConst.calls == 5 * 7
+    second = unit_records(out)
+    assert len(second) == len(first) + 5  # old units stay on disk under their own keys
+    res = pd.read_csv(out / "results.csv")
+    assert len(res) == N_UNITS  # ... but results.csv holds the newest row per (label, dataset, condition)
+    const = res[res["label"] == "toy-const"]
+    assert set(const["unit_key"]).isdisjoint(first) and const["params"].str.contains('"value": 2').all()
+
+
+def test_failed_unit_then_rerun_retries_it(tmp_path, caplog):
+    methods = [{"name": "toy-color", "params": {"fail_on": 4}}, {"name": "toy-const"}]
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.toml", out, methods=methods, corruptions=[])
+    assert run(cfg) == 1  # non-zero at the end, but the run went on
+    res = pd.read_csv(out / "results.csv").set_index("label")
+    assert res.loc["toy-color", "status"] == "failed" and res.loc["toy-const", "status"] == "complete"
+    assert res.loc["toy-color", "failed_image"] == "toy_004"
+    assert "RuntimeError: boom on image 4" in res.loc["toy-color", "error"]
+    assert np.isnan(res.loc["toy-color", "miou"]) and res.loc["toy-color", "n_images"] == 4
+    assert toy.ToyConst.calls == 7
+
+    toy.ToyColour.fail_enabled = False
+    toy.ToyColour.calls = toy.ToyConst.calls = 0
+    assert run(cfg) == 0
+    assert toy.ToyColour.calls == 3 and toy.ToyConst.calls == 0  # resumed at the failed image, images 4..6
+    ref = tmp_path / "ref"
+    assert run(write_config(tmp_path / "r.toml", ref, methods=methods, corruptions=[])) == 0
+    assert_same_results(out, ref)
+
+
+def test_contract_violation_fails_the_unit_naming_the_method(tmp_path):
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.toml", out, methods=[{"name": "toy-color", "params": {"bad_output": True}}], corruptions=[])
+    assert run(cfg) == 1
+    res = pd.read_csv(out / "results.csv")
+    assert res["status"].tolist() == ["failed"]
+    assert "MethodOutputError" in res["error"][0] and "'toy-color'" in res["error"][0]
+
+
+def test_interrupt_inside_a_chunk_resumes_to_identical_numbers(tmp_path):
+    # toy-const runs first, so the Ctrl-C on toy-color's 5th call leaves the two units at different images
+    methods = [{"name": "toy-const", "params": {"value": 1}}, {"name": "toy-color"}]
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.toml", out, methods=methods, run={"checkpoint_images": 100})
+    toy.ToyColour.interrupt_at = 5
+    assert run(cfg) == 130
+    assert not list((out / "units").glob("*.json"))
+    toy.ToyColour.interrupt_at = 0
+    toy.ToyColour.calls = toy.ToyConst.calls = 0
+    assert run(cfg) == 0
+    assert toy.ToyColour.calls == 5 * 7 - 4 and toy.ToyConst.calls == 5 * 7 - 5
+    ref = tmp_path / "ref"
+    assert run(write_config(tmp_path / "r.toml", ref, methods=methods)) == 0
+    assert_same_results(out, ref)
+
+
+def test_two_shards_equal_the_unsharded_run(tmp_path):
+    sharded, whole = tmp_path / "sharded", tmp_path / "whole"
+    two = ["toy", "toy-b"]  # 7 + 4 images, 4 and 3 classes
+    assert run(write_config(tmp_path / "a.toml", sharded, datasets=two), "--shard", "1/2") == 0
+    assert len(list((sharded / "units").glob("*.json"))) < 2 * N_UNITS  # shard 2's chunks are still missing
+    calls_1 = toy.ToyColour.calls
+    assert 0 < calls_1 < 5 * 11
+    assert run(write_config(tmp_path / "a.toml", sharded, datasets=two), "--shard", "2/2") == 0
+    assert toy.ToyColour.calls == 5 * 11  # the shards split the images without overlap
+    assert run(write_config(tmp_path / "b.toml", whole, datasets=two)) == 0
+    assert_same_results(sharded, whole)
+    res = pd.read_csv(whole / "results.csv")
+    assert len(res) == 2 * N_UNITS and (res["status"] == "complete").all()
+    pc = pd.read_csv(whole / "per_class.csv")
+    assert set(pc.groupby("dataset")["class_id"].nunique().items()) == {("toy", 4), ("toy-b", 3)}
+
+
+def test_worker_count_does_not_change_numbers(tmp_path):
+    a, b = tmp_path / "w0", tmp_path / "w2"
+    assert run(write_config(tmp_path / "a.toml", a, n=5, datasets=["toy", "toy-b"])) == 0
+    assert run(write_config(tmp_path / "b.toml", b, n=5, datasets=["toy", "toy-b"]), "--workers", "2") == 0
+    assert_same_results(a, b)
+
+
+def test_corruption_cache_is_used_when_it_holds_the_image(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeCache:
+        def __init__(self, root):
+            self.root = root
+
+        def get(self, dataset, image_id, corruption, severity, seed):
+            calls.append((dataset, image_id, corruption, severity, seed))
+            if image_id == "toy_000":
+                return np.zeros((32, 48, 3), np.uint8), toy.ToyDataset()[0][2]
+            return None
+
+    mod = types.ModuleType("robustbench_ovss.corruptions.cache")
+    mod.CorruptionCache = FakeCache
+    monkeypatch.setitem(sys.modules, "robustbench_ovss.corruptions.cache", mod)
+    out = tmp_path / "run"
+    path = write_config(tmp_path / "c.toml", out, n=2, corruptions=["toy_noise"], severities=[1], clean=False)
+    path.write_text(path.read_text().replace('clean = false', 'clean = false\ncache = "somewhere"'))
+    assert run(path) == 0
+    assert ("toy", "toy_000", "toy_noise", 1, 0) in calls
+    pi = pd.read_csv(out / "per_image.csv")
+    colour = pi[(pi["label"] == "toy-color")].set_index("image_id")
+    assert colour.loc["toy_000", "active_size"] == 1  # the black cached image: background only
+    assert colour.loc["toy_001", "active_size"] > 1  # corrupted on the fly
+
+
+def test_save_preds(tmp_path):
+    out = tmp_path / "run"
+    assert run(write_config(tmp_path / "c.toml", out, corruptions=["toy_roll"], severities=[1]), "--save-preds", "2") == 0
+    preds = sorted(p.name for p in (out / "preds").glob("*/*.png"))
+    assert preds.count("toy_000.png") == 4 and preds.count("toy_001.png") == 4 and len(preds) == 8
+    from PIL import Image
+
+    key = pd.read_csv(out / "results.csv").query("label == 'toy-const' and corruption == 'none'")["unit_key"].iloc[0]
+    assert (np.asarray(Image.open(out / "preds" / key / "toy_000.png")) == 1).all()
+    assert (out / "samples" / "toy" / "toy_roll-s1-seed0" / "toy_001.png").is_file()
+
+
+def test_progress_modes(capsys):
+    from robustbench_ovss.progress import Progress
+
+    for tty in (True, False):
+        p = Progress(3, prefix="[x] ", interval_s=0.0, tty=tty)
+        p.advance(1, "toy none")
+        p.line("chunk 0 done")
+        p.advance(2)
+        p.close()
+        assert p.done == 3
+    assert "chunk 0 done" in capsys.readouterr().err  # the rich bar's console writes to stderr
