@@ -1,0 +1,153 @@
+"""Fusion of SAM 3's per-prompt outputs into a label map, shared by the three built-in methods.
+
+The order of operations follows the SegEarth-OV-3 release (``segearthov3_segmentor.py`` with its
+``sam3/model/sam3_image_processor.py::_forward_grounding``), which ActiveSAM's
+``activesam/model/processor.py`` repeats:
+
+1. keep the instances whose score ``sigmoid(pred_logits) * presence`` exceeds ``conf`` (strictly);
+2. resize the kept mask *logits* from the model grid to the image size (bilinear,
+   ``align_corners=False``), *then* apply the sigmoid - the resize happens on logits, not on
+   probabilities; the semantic-head logits are treated the same way (resize, then sigmoid);
+3. ``inst = max_q sigmoid(mask_q) * score_q`` over the kept instances (0 where none is kept);
+4. ``prob = max(inst, sigmoid(semantic))`` (the ``sam3`` row: ``prob = inst``);
+5. ``prob *= presence``;
+6. class score = max over the class's aliases (prompts); prompts never decoded score 0;
+7. argmax over classes (first index wins ties, as ``torch.argmax``), then the background rule.
+
+Because step 2 already works at the image size, the reference's final "resize to the original shape"
+is a no-op and is not repeated here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "resize_logits",
+    "instance_probability",
+    "fuse_prompts",
+    "alias_max",
+    "ClassScoreAccumulator",
+    "threshold_background",
+]
+
+
+def resize_logits(logits: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``) of logits ``[..., h, w]`` to ``[..., H, W]`` (float32).
+
+    A no-op copy-free return when the grid already has the output size.
+    """
+    logits = logits.float()
+    if tuple(logits.shape[-2:]) == tuple(out_hw):
+        return logits
+    lead = logits.shape[:-2]
+    flat = logits.reshape(-1, 1, *logits.shape[-2:])
+    if flat.shape[0] == 0:
+        return logits.new_zeros((*lead, *out_hw))
+    out = F.interpolate(flat, size=tuple(out_hw), mode="bilinear", align_corners=False)
+    return out.reshape(*lead, *out_hw)
+
+
+def instance_probability(
+    mask_logits: torch.Tensor, scores: torch.Tensor, conf: float, out_hw: tuple[int, int]
+) -> torch.Tensor:
+    """Instance-head probability map of one prompt.
+
+    Args:
+        mask_logits: float [Q, h, w] instance mask logits on the model grid.
+        scores: float [Q] instance scores (``sigmoid(pred_logits) * presence``).
+        conf: keep instances with ``score > conf``.
+        out_hw: (H, W) of the image.
+    Returns:
+        float32 [H, W]: ``max_q sigmoid(resize(mask_q)) * score_q`` over kept instances, 0 if none.
+    """
+    keep = scores > conf
+    if not bool(keep.any()):
+        return torch.zeros(out_hw, dtype=torch.float32, device=mask_logits.device)
+    probs = resize_logits(mask_logits[keep], out_hw).sigmoid_()  # [k, H, W]
+    probs.mul_(scores[keep].float()[:, None, None])
+    return probs.amax(dim=0)
+
+
+def fuse_prompts(
+    mask_logits: torch.Tensor,
+    scores: torch.Tensor,
+    semantic_logits: torch.Tensor | None,
+    presence: torch.Tensor,
+    conf: float,
+    out_hw: tuple[int, int],
+) -> torch.Tensor:
+    """Per-prompt score maps at the image size.
+
+    Args:
+        mask_logits: float [n, Q, h, w] instance mask logits.
+        scores: float [n, Q] instance scores.
+        semantic_logits: float [n, h', w'] semantic-head logits, or None for instance outputs only.
+        presence: float [n] presence probabilities.
+        conf: instance confidence threshold (strict ``>``).
+        out_hw: (H, W) of the image.
+    Returns:
+        float32 [n, H, W] = ``max(inst, sigmoid(resize(semantic))) * presence`` (``inst * presence``
+        without a semantic map).
+    """
+    n = mask_logits.shape[0]
+    out = torch.empty((n, *out_hw), dtype=torch.float32, device=mask_logits.device)
+    for i in range(n):
+        prob = instance_probability(mask_logits[i], scores[i], conf, out_hw)
+        if semantic_logits is not None:
+            prob = torch.maximum(prob, resize_logits(semantic_logits[i], out_hw).sigmoid())
+        out[i] = prob * presence[i].float()
+    return out
+
+
+def alias_max(prompt_scores: torch.Tensor, prompt_class: Sequence[int] | torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class scores from prompt scores: the max over each class's prompts (0 for a class with none).
+
+    Args:
+        prompt_scores: float [P, H, W] (non-negative).
+        prompt_class: [P] label id of each prompt.
+        num_classes: C.
+    Returns:
+        float32 [C, H, W].
+    """
+    acc = ClassScoreAccumulator(num_classes, tuple(prompt_scores.shape[-2:]), prompt_scores.device)
+    acc.add(prompt_scores, prompt_class)
+    return acc.scores
+
+
+class ClassScoreAccumulator:
+    """Running alias max: ``scores[c] = max(scores[c], prompt score)`` as prompts are decoded.
+
+    Keeps memory at [C, H, W] however many prompts (aliases) a vocabulary has. Starts at 0, so a
+    class none of whose prompts is decoded scores 0 (ActiveSAM: prompts outside the active set).
+    """
+
+    def __init__(self, num_classes: int, out_hw: tuple[int, int], device: torch.device | str = "cpu"):
+        self.scores = torch.zeros((num_classes, *out_hw), dtype=torch.float32, device=device)
+
+    def add(self, prompt_scores: torch.Tensor, prompt_class: Sequence[int] | torch.Tensor) -> None:
+        """Fold float [n, H, W] maps of prompts whose label ids are ``prompt_class`` [n] into the scores."""
+        classes = [int(c) for c in (prompt_class.tolist() if isinstance(prompt_class, torch.Tensor) else prompt_class)]
+        for i, c in enumerate(classes):
+            torch.maximum(self.scores[c], prompt_scores[i], out=self.scores[c])
+
+
+def threshold_background(class_scores: torch.Tensor, prob_thd: float, bg_idx: int | None) -> torch.LongTensor:
+    """Argmax with SegEarth-OV3's background rule.
+
+    Args:
+        class_scores: float [C, H, W].
+        prob_thd: pixels whose best score is ``< prob_thd`` become ``bg_idx``.
+        bg_idx: background label id; None = no background rule (plain argmax).
+    Returns:
+        int64 [H, W].
+    """
+    if class_scores.shape[0] == 0:
+        raise ValueError("class_scores has no classes")
+    pred = class_scores.argmax(dim=0)  # first maximal index on ties
+    if bg_idx is not None:
+        pred[class_scores.amax(dim=0) < prob_thd] = int(bg_idx)
+    return pred
