@@ -40,10 +40,13 @@ def displacement(height: int, width: int, severity: int) -> tuple[np.ndarray, np
 
 
 def _coordinates(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Sampling coordinates [2, H, W] (float64): row + dy, col + dx, as the reference computes them."""
     h, w = dy.shape
-    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    # int64 grid + float32 field -> float64, as in the reference
-    return np.stack([(rows + dy).ravel(), (cols + dx).ravel()])
+    coords = np.empty((2, h, w), np.float64)
+    # int64 grid + float32 field -> float64, the values the reference's meshgrid arithmetic gives
+    np.add(np.arange(h)[:, None], dy, out=coords[0])
+    np.add(np.arange(w)[None, :], dx, out=coords[1])
+    return coords
 
 
 def warp_image(image: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
@@ -54,7 +57,7 @@ def warp_image(image: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     coords = _coordinates(dy, dx)
     out = np.empty_like(x)
     for c in range(x.shape[2]):
-        out[..., c] = map_coordinates(x[..., c], coords, order=1, mode="reflect").reshape(x.shape[:2])
+        map_coordinates(x[..., c], coords, output=out[..., c], order=1, mode="reflect")
     return np.uint8(np.clip(out, 0, 1) * 255)
 
 
@@ -65,4 +68,4 @@ def warp_label(label: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     lab = np.asarray(label)
     if lab.shape != dy.shape:
         raise ValueError(f"label shape {lab.shape} differs from the image's {dy.shape}")
-    return map_coordinates(lab, _coordinates(dy, dx), order=0, mode="reflect").reshape(lab.shape)
+    return map_coordinates(lab, _coordinates(dy, dx), order=0, mode="reflect")

@@ -20,6 +20,7 @@ numba (a dependency of imagecorruptions-imaug itself) and OpenCV are imported on
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,153 @@ def _kernels() -> Any:
     return accumulate_layer
 
 
+@functools.cache
+def _hsv_kernel() -> Any:
+    """Per-pixel RGB -> HSV -> adjust -> RGB with skimage's float64 operations, in skimage's order."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def hsv_adjust(img, channel, scale, offset, out):  # pragma: no cover - jitted
+        h_, w_, _ = img.shape
+        for i in range(h_):
+            for j in range(w_):
+                r = img[i, j, 0] / 255.0
+                g = img[i, j, 1] / 255.0
+                b = img[i, j, 2] / 255.0
+                # skimage.color.rgb2hsv: V = max, S = ptp / V, H from the max channel (blue > green > red
+                # when tied, as later assignments win there), (H / 6) % 1, zero where ptp == 0
+                v = max(r, g, b)
+                delta = v - min(r, g, b)
+                if delta == 0.0:
+                    hue = 0.0
+                    sat = 0.0
+                else:
+                    sat = delta / v
+                    if b == v:
+                        hh = 4.0 + (r - g) / delta
+                    elif g == v:
+                        hh = 2.0 + (b - r) / delta
+                    else:
+                        hh = (g - b) / delta
+                    hue = (hh / 6.0) % 1.0
+                # the corruption: clip(x * scale + offset, 0, 1) on S (channel 1) or V (channel 2)
+                if channel == 1:
+                    sat = min(max(sat * scale + offset, 0.0), 1.0)
+                else:
+                    v = min(max(v * scale + offset, 0.0), 1.0)
+                # skimage.color.hsv2rgb
+                h6 = hue * 6
+                hi = np.floor(h6)
+                f = h6 - hi
+                p = v * (1 - sat)
+                q = v * (1 - f * sat)
+                t = v * (1 - (1 - f) * sat)
+                k = np.uint8(hi) % 6
+                if k == 0:
+                    rr, gg, bb = v, t, p
+                elif k == 1:
+                    rr, gg, bb = q, v, p
+                elif k == 2:
+                    rr, gg, bb = p, v, t
+                elif k == 3:
+                    rr, gg, bb = p, q, v
+                elif k == 4:
+                    rr, gg, bb = t, p, v
+                else:
+                    rr, gg, bb = v, p, q
+                out[i, j, 0] = np.uint8(min(max(rr, 0.0), 1.0) * 255)
+                out[i, j, 1] = np.uint8(min(max(gg, 0.0), 1.0) * 255)
+                out[i, j, 2] = np.uint8(min(max(bb, 0.0), 1.0) * 255)
+
+    return hsv_adjust
+
+
+# (scale, offset) per severity, as imagecorruptions: brightness adds to V, saturate scales S
+BRIGHTNESS = (0.1, 0.2, 0.3, 0.4, 0.5)
+SATURATE = ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))
+
+
+def brightness(image: np.ndarray, severity: int) -> np.ndarray:
+    """imagecorruptions' brightness (V += c in skimage's HSV), bit for bit, without the HSV arrays."""
+    out = np.empty_like(image)
+    _hsv_kernel()(np.ascontiguousarray(image), 2, 1.0, BRIGHTNESS[severity - 1], out)
+    return out
+
+
+def saturate(image: np.ndarray, severity: int) -> np.ndarray:
+    """imagecorruptions' saturate (S = S * a + b in skimage's HSV), bit for bit."""
+    scale, offset = SATURATE[severity - 1]
+    out = np.empty_like(image)
+    _hsv_kernel()(np.ascontiguousarray(image), 1, float(scale), float(offset), out)
+    return out
+
+
+@functools.cache
+def _motion_kernel() -> Any:
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def motion(x, dys, dxs, weights, out):  # pragma: no cover - jitted
+        # out[i, j] = sum_k weights[k] * x[clamp(i - dy_k), clamp(j - dx_k)], added in tap order k as the
+        # reference adds its shifted images; rows are independent, the tap loop runs over a row buffer
+        h_, w_, nc = x.shape
+        n = dys.shape[0]
+        for i in range(h_):
+            acc = out[i]
+            for k in range(n):
+                si = min(max(i - dys[k], 0), h_ - 1)
+                dx = dxs[k]
+                wk = weights[k]
+                row = x[si]
+                lo = min(max(dx, 0), w_)  # first column whose source j - dx is inside
+                hi = max(min(w_ + dx, w_), lo)  # one past the last such column
+                for j in range(0, lo):
+                    for c in range(nc):
+                        acc[j, c] = acc[j, c] + wk * row[0, c]
+                flat_acc = acc.reshape(w_ * nc)
+                flat_row = row.reshape(w_ * nc)
+                shift = dx * nc
+                for jj in range(lo * nc, hi * nc):
+                    flat_acc[jj] = flat_acc[jj] + wk * flat_row[jj - shift]
+                for j in range(hi, w_):
+                    for c in range(nc):
+                        acc[j, c] = acc[j, c] + wk * row[w_ - 1, c]
+
+    return motion
+
+
+MOTION_BLUR = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))
+
+
+def motion_taps(height: int, width: int, radius: int, sigma: float, angle: float) -> tuple[np.ndarray, ...]:
+    """The reference's motion-blur taps: shifts (dy, dx) and Gaussian weights, stopping where it stops."""
+    n = radius * 2 + 1
+    k = np.exp(-((np.arange(n) - 0) ** 2) / (2 * (sigma**2))) / (np.sqrt(2 * np.pi) * sigma)
+    k = k / np.sum(k)
+    point = (n * np.sin(np.deg2rad(angle)), n * np.cos(np.deg2rad(angle)))
+    hyp = math.hypot(point[0], point[1])
+    dys, dxs = [], []
+    for i in range(n):
+        dy = -math.ceil(((i * point[0]) / hyp) - 0.5)
+        dx = -math.ceil(((i * point[1]) / hyp) - 0.5)
+        if abs(dy) >= height or abs(dx) >= width:
+            break
+        dys.append(dy)
+        dxs.append(dx)
+    m = len(dys)
+    return np.array(dys, np.int64), np.array(dxs, np.int64), np.ascontiguousarray(k[:m])
+
+
+def motion_blur(image: np.ndarray, severity: int, angle: float) -> np.ndarray:
+    """imagecorruptions' motion_blur for a given angle (the caller draws it from the seeded global RNG)."""
+    radius, sigma = MOTION_BLUR[severity - 1]
+    h, w = image.shape[:2]
+    dys, dxs, weights = motion_taps(h, w, radius, sigma, angle)
+    out = np.zeros(image.shape, np.float64)
+    _motion_kernel()(image.astype(np.float64), dys, dxs, weights, out)
+    return np.uint8(np.clip(out, 0, 255))
+
+
 def zoom_blur(image: np.ndarray, severity: int) -> np.ndarray:
     """imagecorruptions' zoom_blur (uint8 out, as ``imagecorruptions.corrupt``), computed directly.
 
@@ -159,4 +307,4 @@ def glass_blur_fast(image: np.ndarray, severity: int, seed: int) -> np.ndarray:
     return np.uint8(np.clip(x, 0, 1) * 255)
 
 
-__all__ = ["zoom_blur", "glass_blur_fast", "zoom_factors", "GLASS_BLUR_PARAMS"]
+__all__ = ["zoom_blur", "brightness", "saturate", "motion_blur", "glass_blur_fast", "zoom_factors", "GLASS_BLUR_PARAMS"]

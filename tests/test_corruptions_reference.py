@@ -124,3 +124,44 @@ def test_spatter_no_liquid_case_is_defined_as_no_spatter() -> None:
         same = np.array_equal(out, np.uint8(np.clip(img.astype(np.float32) / 255.0, 0, 1) * 255))
         hit |= same
     assert hit, "no seed hit the 0/0 case; pick another image size"
+
+
+def _hsv_edge_cases() -> np.ndarray:
+    """Every 15th RGB value (a 18^3 colour cube) plus greys, black, white and two-way/three-way ties."""
+    v = np.arange(0, 256, 15, dtype=np.uint8)
+    cube = np.stack(np.meshgrid(v, v, v, indexing="ij"), -1).reshape(-1, 3)
+    greys = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, 1)
+    rng = np.random.default_rng(0)
+    ties = rng.integers(0, 256, (512, 3)).astype(np.uint8)
+    ties[:256, 1] = ties[:256, 0]
+    ties[256:, 2] = ties[256:, 1]
+    px = np.concatenate([cube, greys, ties])
+    px = np.concatenate([px, np.zeros(((-len(px)) % 64, 3), np.uint8)])
+    return px.reshape(-1, 64, 3)
+
+
+@pytest.mark.parametrize("name", ["brightness", "saturate"])
+def test_compiled_hsv_corruptions_equal_reference_on_every_hue_case(name: str) -> None:
+    from PIL import Image
+    from imagecorruptions import corruptions as ref
+
+    img = _hsv_edge_cases()
+    for severity in range(1, 6):
+        want = np.uint8(getattr(ref, name)(Image.fromarray(img), severity))
+        assert np.array_equal(corrupt(img, name, severity, 0), want), (name, severity)
+
+
+@pytest.mark.parametrize("shape", [(12, 9), (40, 160), (90, 30)])
+def test_compiled_motion_blur_equals_reference_for_many_angles(shape: tuple[int, int]) -> None:
+    """Small images make the reference stop early (shift >= side); wide/tall ones test both clamps."""
+    from PIL import Image
+    from imagecorruptions import corruptions as ref
+
+    from robustbench_ovss.corruptions.seeding import seeded_global_numpy
+
+    img = _image(*shape, seed=7)
+    for seed in range(8):
+        for severity in (1, 5):
+            with seeded_global_numpy(seed):
+                want = np.uint8(ref.motion_blur(Image.fromarray(img), severity))
+            assert np.array_equal(corrupt(img, "motion_blur", severity, seed), want), (shape, seed, severity)
