@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=336)
+    ap.add_argument("--init-range", type=float, default=0.2,
+                    help="initializer_range of the random weights (0.2: prompts give distinguishable outputs; "
+                         "training starts from 0.06, DESIGN §12)")
     args = ap.parse_args(argv)
     if args.refresh_words:
         words = refresh_words(args.wordnet)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(words)} words to {ASSETS / 'tiny_words.txt'}")
     from robustbench_ovss.backends.tiny import build_tiny_checkpoint
 
-    out = build_tiny_checkpoint(args.out, image_size=args.image_size, seed=args.seed)
+    out = build_tiny_checkpoint(args.out, image_size=args.image_size, seed=args.seed, initializer_range=args.init_range)
     size = sum(p.stat().st_size for p in out.iterdir())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
     return 0

@@ -1,0 +1,407 @@
+"""The ``sam3`` backend: one loaded SAM 3 (transformers ``Sam3Model``) serving every method of a run.
+
+Operations (DESIGN §4, §5):
+
+- ``encode_image(image, size)``: ViT + FPN neck at ``size`` (RoPE buffers switched for that call only,
+  :mod:`.resolution`); the result is reused for any number of decodes.
+- ``encode_text(texts, extra_tokens, extra_mask)``: per-token prompt features [N, 32(+E), 256] and masks,
+  cached by exact string; the text encoder runs once per new string (``counters["text_encoder_calls"]``
+  counts its forward calls).
+- ``decode(features, text, indices, bucket_size)``: one ``Sam3Model`` call per bucket of prompts with the
+  cached vision features expanded along the batch (zero-copy); per prompt instance mask logits,
+  instance scores sigmoid(pred_logits) * presence, semantic logits and presence.
+- ``presence(...)``: ViT -> 1x FPN level -> DETR encoder -> DETR decoder, no mask decoder; equals the
+  presence of the full forward.
+- ``text_embeddings_1024`` / ``project``: ActiveSAM's prompt-expansion inputs.
+
+A CUDA out-of-memory error in a bucket halves the bucket and retries (``counters["oom_backoffs"]``); the
+smaller bucket is kept for later calls of the same kind. ``dtype="bf16"`` means autocast (never
+``.to(bfloat16)``, which would also round the RoPE position buffers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..registry import BACKENDS
+from .base import Decoded, ImageFeatures, TextFeatures
+from .checkpoint import checkpoint_identity, hf_directory, load_model, resolve_checkpoint
+from .preprocess import image_to_pixels, tokenize
+from .resolution import ResolutionSwitch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TEXT_BATCH = 256  # prompts per text-encoder forward when filling the cache
+COUNTERS = ("text_encoder_calls", "image_encoder_calls", "decoder_calls", "presence_calls", "oom_backoffs")
+
+
+@dataclass
+class Sam3ImagePayload:
+    """Backend-specific part of :class:`ImageFeatures`.
+
+    Attributes:
+        fpn: per FPN level [1, C, h_l, w_l] (finest first, all 4 levels; None where not computed).
+        pos: per level sine position encodings of the same shapes.
+        presence_only: True when only the 1x level (the DETR input) was computed.
+    """
+
+    fpn: tuple[torch.Tensor | None, ...]
+    pos: tuple[torch.Tensor | None, ...]
+    presence_only: bool = False
+
+
+@dataclass
+class _TextEntry:
+    features: torch.Tensor  # [L, D] float32, after the text projection
+    mask: torch.Tensor  # [L] bool
+    pooled_input: torch.Tensor  # [H_text] mean of token embeddings (before the transformer) over valid tokens
+    pooled_hidden: torch.Tensor  # [H_text] mean of the encoder's last hidden states over valid tokens
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda when available else cpu; a CUDA device without CUDA is a ConfigError."""
+    text = str(device)
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(text)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {text!r} requested but torch.cuda.is_available() is False (CPU build of torch?)")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> str:
+    """"auto" -> "bf16" on CUDA, "fp32" elsewhere; accepts fp32/float32 and bf16/bfloat16."""
+    text = str(dtype).lower()
+    if text == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    aliases = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16"}
+    if text not in aliases:
+        raise ConfigError(f"dtype {dtype!r} is not supported: expected auto, fp32 or bf16 (bf16 = autocast)")
+    return aliases[text]
+
+
+@BACKENDS.register("sam3")
+class Sam3Backend:
+    """SAM 3 behind the :class:`~robustbench_ovss.backends.base.Backend` contract.
+
+    Args:
+        checkpoint: HF directory, Meta ``sam3.pt`` file, hub id (local cache only unless
+            ``allow_download``) or ``builtin:tiny-random`` (:mod:`.checkpoint`).
+        device: "cpu", "cuda", "cuda:N" or "auto".
+        dtype: "fp32", "bf16" (autocast) or "auto" (bf16 on CUDA, fp32 on CPU).
+        allow_download: let a hub id download when it is not cached (and the hub is reachable).
+    """
+
+    def __init__(self, checkpoint: str, device: str = "cpu", dtype: str = "fp32", allow_download: bool = False):
+        dev = resolve_device(device)
+        resolved = resolve_checkpoint(checkpoint, allow_download=allow_download)
+        directory = hf_directory(resolved)
+        model, tokenizer = load_model(directory, resolved.spec)
+        self._setup(model, tokenizer, dev, resolve_dtype(dtype, dev), checkpoint_identity(resolved, directory))
+        self.checkpoint_dir = directory
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, device: str = "cpu", dtype: str = "fp32",
+                   identity: str = "in-memory") -> Sam3Backend:
+        """Wrap an already built ``Sam3Model`` and tokenizer (benchmarks, random real-size models)."""
+        self = cls.__new__(cls)
+        dev = resolve_device(device)
+        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity)
+        self.checkpoint_dir = None
+        return self
+
+    def _setup(self, model: Any, tokenizer: Any, device: torch.device, dtype: str, identity: str) -> None:
+        self.device = device
+        self.dtype = dtype
+        self.identity = identity
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.switch = ResolutionSwitch(self.model.vision_encoder.backbone)
+        self.native_size = self.switch.native_size
+        self.text_length = int(self.config.text_config.max_position_embeddings)
+        self.num_queries = int(self.config.detr_decoder_config.num_queries)
+        self.presence_level = len(self.model.vision_encoder.neck.fpn_layers) - 2  # the DETR input (1x)
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.bucket_caps: dict[str, int] = {}
+        self._text_cache: dict[str, _TextEntry] = {}
+
+    def __repr__(self) -> str:
+        return f"Sam3Backend({self.identity!r}, device={str(self.device)!r}, dtype={self.dtype!r}, native_size={self.native_size})"
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for timing)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def clear_text_cache(self) -> None:
+        """Forget every cached prompt (the next encode_text re-runs the text encoder)."""
+        self._text_cache.clear()
+
+    # -- images ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_image(self, image: np.ndarray, size: int | None = None, *, presence_only: bool = False) -> ImageFeatures:
+        """Encode uint8 RGB [H, W, 3] at ``size`` x ``size`` (default ``native_size``).
+
+        Args:
+            image: uint8 [H, W, 3] numpy array (or torch tensor), RGB.
+            size: square input resolution in pixels, a multiple of the patch size (14 real).
+            presence_only: compute only the 1x FPN level (enough for :meth:`presence`, not for decode).
+        Returns:
+            ImageFeatures whose payload holds the FPN levels [1, C, h, w] (autocast dtype under bf16).
+        """
+        size = self.switch.check_size(self.native_size if size is None else size)
+        pixels = image_to_pixels(image, size, self.device)
+        with self.switch.at(size), self._autocast():
+            if presence_only:
+                payload = self._encode_levels(pixels, [self.presence_level])
+            else:
+                out = self.model.vision_encoder(pixels)
+                payload = Sam3ImagePayload(tuple(out.fpn_hidden_states), tuple(out.fpn_position_encoding))
+        self.counters["image_encoder_calls"] += 1
+        return ImageFeatures(size=size, image_hw=(int(image.shape[0]), int(image.shape[1])), payload=payload)
+
+    def _encode_levels(self, pixels: torch.Tensor, levels: Sequence[int]) -> Sam3ImagePayload:
+        vision = self.model.vision_encoder
+        hidden = vision.backbone(pixels).last_hidden_state  # [1, g*g, D]
+        g = pixels.shape[-1] // self.switch.patch_size
+        spatial = hidden.view(hidden.shape[0], g, g, -1).permute(0, 3, 1, 2)
+        n = len(vision.neck.fpn_layers)
+        fpn: list[torch.Tensor | None] = [None] * n
+        pos: list[torch.Tensor | None] = [None] * n
+        for i in levels:
+            f = vision.neck.fpn_layers[i](spatial)
+            fpn[i] = f
+            pos[i] = vision.neck.position_encoding(f.shape, f.device, f.dtype)
+        return Sam3ImagePayload(tuple(fpn), tuple(pos), presence_only=len(levels) < n)
+
+    # -- texts -----------------------------------------------------------------------------------
+    def _ensure_text(self, texts: Sequence[str]) -> None:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        for start in range(0, len(missing), TEXT_BATCH):
+            chunk = missing[start:start + TEXT_BATCH]
+            ids, attn = tokenize(self.tokenizer, chunk, self.text_length, self.device)
+            with torch.no_grad(), self._autocast():  # no_grad: cached tensors stay ordinary tensors
+                out = self.model.get_text_features(input_ids=ids, attention_mask=attn, return_dict=True)
+                tok = self.model.text_encoder.text_model.embeddings.token_embedding(ids)
+            self.counters["text_encoder_calls"] += 1
+            valid = attn.bool()
+            w = valid.float().unsqueeze(-1)
+            denom = w.sum(1).clamp_min(1.0)
+            pooled_input = (tok.float() * w).sum(1) / denom
+            pooled_hidden = (out.last_hidden_state.float() * w).sum(1) / denom
+            feats = out.pooler_output.float()
+            for i, text in enumerate(chunk):
+                self._text_cache[text] = _TextEntry(feats[i].clone(), valid[i].clone(), pooled_input[i].clone(),
+                                                    pooled_hidden[i].clone())
+
+    @staticmethod
+    def _check_texts(texts: Sequence[str]) -> tuple[str, ...]:
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, not a single string")
+        out = tuple(texts)
+        bad = [t for t in out if not isinstance(t, str)]
+        if bad:
+            raise TypeError(f"texts must be strings, got {type(bad[0]).__name__}")
+        return out
+
+    def encode_text(
+        self,
+        texts: Sequence[str],
+        extra_tokens: torch.Tensor | None = None,
+        extra_mask: torch.Tensor | None = None,
+    ) -> TextFeatures:
+        """Prompt features of ``texts`` (cached by exact string), optionally with appended tokens.
+
+        Args:
+            texts: N prompts; each distinct string runs through the text encoder once per backend.
+            extra_tokens: float [N, E, D] tokens already in the prompt space (D = 256 real), appended
+                after the 32 text positions.
+            extra_mask: bool [N, E], True = attend (default all True).
+        Returns:
+            TextFeatures with features float32 [N, 32 + E, D] and mask bool [N, 32 + E] on the device.
+        """
+        texts = self._check_texts(texts)
+        self._ensure_text(texts)
+        d = int(self.model.text_projection.out_features)
+        if texts:
+            feats = torch.stack([self._text_cache[t].features for t in texts])
+            mask = torch.stack([self._text_cache[t].mask for t in texts])
+        else:
+            feats = torch.zeros(0, self.text_length, d, device=self.device)
+            mask = torch.zeros(0, self.text_length, dtype=torch.bool, device=self.device)
+        if extra_tokens is not None:
+            extra = extra_tokens.to(self.device, torch.float32)
+            if extra.ndim != 3 or extra.shape[0] != len(texts) or extra.shape[2] != d:
+                raise ValueError(f"extra_tokens must be [N={len(texts)}, E, {d}], got {tuple(extra.shape)}")
+            if extra_mask is None:
+                emask = torch.ones(extra.shape[:2], dtype=torch.bool, device=self.device)
+            else:
+                emask = extra_mask.to(self.device).bool()
+                if tuple(emask.shape) != tuple(extra.shape[:2]):
+                    raise ValueError(f"extra_mask must be [{extra.shape[0]}, {extra.shape[1]}], got {tuple(emask.shape)}")
+            feats = torch.cat([feats, extra], dim=1)
+            mask = torch.cat([mask, emask], dim=1)
+        elif extra_mask is not None:
+            raise ValueError("extra_mask given without extra_tokens")
+        return TextFeatures(texts, feats, mask)
+
+    def text_embeddings_1024(self, texts: Sequence[str], pooling: str = "input") -> torch.Tensor:
+        """One vector per text before the 1024 -> 256 projection, mean over valid (non-padding) tokens.
+
+        Args:
+            texts: N strings (encoded once and cached, sharing the cache of :meth:`encode_text`).
+            pooling: "input" (default) = the token embeddings fed to the text transformer, which is what
+                the ActiveSAM release pools (``language_embeds`` of SAM 3's VETextEncoder);
+                "hidden" = the text encoder's final hidden states.
+        Returns:
+            float32 [N, H_text] (1024 real) on the device.
+        """
+        texts = self._check_texts(texts)
+        if pooling not in ("input", "hidden"):
+            raise ValueError(f"pooling must be 'input' or 'hidden', got {pooling!r}")
+        self._ensure_text(texts)
+        if not texts:
+            return torch.zeros(0, int(self.config.text_config.hidden_size), device=self.device)
+        attr = "pooled_input" if pooling == "input" else "pooled_hidden"
+        return torch.stack([getattr(self._text_cache[t], attr) for t in texts])
+
+    @torch.inference_mode()
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """SAM 3's text projection (linear with bias): float [..., H_text] -> float32 [..., D]."""
+        layer = self.model.text_projection
+        return layer(x.to(device=self.device, dtype=layer.weight.dtype)).float()
+
+    # -- prompts x image -------------------------------------------------------------------------
+    def _bucketed(self, kind: str, indices: Sequence[int], bucket_size: int, fn: Callable[[list[int]], T]) -> Iterator[tuple[list[int], T]]:
+        """Run ``fn`` on contiguous chunks of ``indices``; on CUDA OOM halve the chunk and retry."""
+        idx = [int(i) for i in indices]
+        if bucket_size < 1:
+            raise ValueError(f"bucket_size must be >= 1, got {bucket_size}")
+        size = min(int(bucket_size), self.bucket_caps.get(kind, int(bucket_size)))
+        pos = 0
+        while pos < len(idx):
+            chunk = idx[pos:pos + size]
+            oom = False
+            try:
+                out = fn(chunk)
+            except torch.cuda.OutOfMemoryError:
+                if size == 1:
+                    raise
+                oom = True
+            if oom:  # retry outside the except block so the failed bucket's tensors can be freed
+                size = max(1, size // 2)
+                self.bucket_caps[kind] = size
+                self.counters["oom_backoffs"] += 1
+                log.warning("CUDA out of memory in a %s bucket of %d prompts; retrying with %d", kind, len(chunk), size)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            yield chunk, out
+            pos += len(chunk)
+
+    def _select(self, text: TextFeatures, chunk: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(text)
+        bad = [i for i in chunk if not 0 <= i < n]
+        if bad:
+            raise IndexError(f"prompt index {bad[0]} out of range for {n} prompts")
+        idx = torch.as_tensor(chunk, dtype=torch.long, device=self.device)
+        feats = text.features.to(self.device).index_select(0, idx)
+        mask = text.mask.to(self.device).bool().index_select(0, idx)
+        return feats, mask
+
+    @staticmethod
+    def _payload(features: ImageFeatures) -> Sam3ImagePayload:
+        if not isinstance(features.payload, Sam3ImagePayload):
+            raise TypeError("features must come from Sam3Backend.encode_image")
+        return features.payload
+
+    def _decode_bucket(self, payload: Sam3ImagePayload, text: TextFeatures, chunk: list[int]) -> Decoded:
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+        feats, mask = self._select(text, chunk)
+        n = len(chunk)
+        vision = Sam3VisionEncoderOutput(
+            fpn_hidden_states=tuple(f.expand(n, -1, -1, -1) for f in payload.fpn),  # zero-copy views
+            fpn_position_encoding=tuple(p.expand(n, -1, -1, -1) for p in payload.pos),
+        )
+        with torch.inference_mode(), self._autocast():
+            out = self.model(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=feats),
+                             attention_mask=mask)
+        self.counters["decoder_calls"] += 1
+        presence = torch.sigmoid(out.presence_logits.float()).reshape(n)
+        return Decoded(
+            mask_logits=out.pred_masks.float(),
+            scores=torch.sigmoid(out.pred_logits.float()) * presence[:, None],
+            semantic_logits=out.semantic_seg.float()[:, 0],
+            presence=presence,
+        )
+
+    def decode_iter(self, features: ImageFeatures, text: TextFeatures, indices: Sequence[int],
+                    bucket_size: int) -> Iterator[tuple[list[int], Decoded]]:
+        """Like :meth:`decode`, one (prompt indices, Decoded) pair per decoder call, to bound memory."""
+        payload = self._payload(features)
+        if payload.presence_only:
+            raise ValueError("these image features were encoded with presence_only=True; encode again to decode")
+        yield from self._bucketed("decode", indices, bucket_size, lambda c: self._decode_bucket(payload, text, c))
+
+    def decode(self, features: ImageFeatures, text: TextFeatures, indices: Sequence[int], bucket_size: int) -> Decoded:
+        """Full decode of prompts ``text[indices]``, one decoder call per contiguous bucket.
+
+        Returns:
+            Decoded (float32, rows in the order of ``indices``): mask_logits [n, Q, h, w], scores [n, Q],
+            semantic_logits [n, h, w], presence [n]; h = w = size / 14 * 4 (288 at 1008).
+        """
+        parts = [d for _, d in self.decode_iter(features, text, indices, bucket_size)]
+        if not parts:
+            payload = self._payload(features)
+            h, w = payload.fpn[0].shape[-2:]
+            z = torch.zeros
+            return Decoded(z(0, self.num_queries, h, w, device=self.device), z(0, self.num_queries, device=self.device),
+                           z(0, h, w, device=self.device), z(0, device=self.device))
+        if len(parts) == 1:
+            return parts[0]
+        return Decoded(*(torch.cat([getattr(p, f) for p in parts]) for f in ("mask_logits", "scores", "semantic_logits", "presence")))
+
+    def _presence_bucket(self, payload: Sam3ImagePayload, text: TextFeatures, chunk: list[int]) -> torch.Tensor:
+        feats, mask = self._select(text, chunk)
+        n = len(chunk)
+        lvl = self.presence_level
+        with torch.inference_mode(), self._autocast():
+            enc = self.model.detr_encoder(
+                vision_features=[payload.fpn[lvl].expand(n, -1, -1, -1)], text_features=feats,
+                vision_pos_embeds=[payload.pos[lvl].expand(n, -1, -1, -1)], text_mask=mask,
+            )
+            dec = self.model.detr_decoder(
+                vision_features=enc.last_hidden_state, text_features=enc.text_features,
+                vision_pos_encoding=enc.pos_embeds_flattened, text_mask=mask, spatial_shapes=enc.spatial_shapes,
+            )
+        self.counters["presence_calls"] += 1
+        return torch.sigmoid(dec.presence_logits[-1].float()).reshape(n)
+
+    def presence(self, features: ImageFeatures, text: TextFeatures, indices: Sequence[int], bucket_size: int) -> torch.Tensor:
+        """Presence probabilities float32 [n] of ``text[indices]``, skipping the mask decoder.
+
+        ViT -> 1x FPN level -> DETR encoder -> DETR decoder (last layer's presence token), one call per
+        bucket; equal to the presence of :meth:`decode` / the full forward on the same features.
+        """
+        payload = self._payload(features)
+        if payload.fpn[self.presence_level] is None:
+            raise ValueError("image features lack the 1x FPN level")
+        parts = [p for _, p in self._bucketed("presence", indices, bucket_size, lambda c: self._presence_bucket(payload, text, c))]
+        return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
