@@ -210,9 +210,10 @@ def load_model(directory: Path, spec: str = "") -> tuple[Any, Any]:
         model, info = Sam3Model.from_pretrained(
             str(directory), dtype=torch.float32, local_files_only=True, output_loading_info=True
         )
-    except CheckpointError:
-        raise
     except Exception as exc:
+        mismatch = _shape_mismatches(directory)
+        if mismatch:
+            raise CheckpointError(f"checkpoint {where!r} does not match its config.json architecture: {mismatch}") from None
         raise CheckpointError(f"checkpoint {where!r} could not be loaded as Sam3Model: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -231,3 +232,27 @@ def load_model(directory: Path, spec: str = "") -> tuple[Any, Any]:
     except Exception as exc:
         raise CheckpointError(f"checkpoint {where!r}: tokenizer could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     return model.eval(), tokenizer
+
+
+def _shape_mismatches(directory: Path) -> str:
+    """'N mismatched keys (e.g. k (file shape) vs (config shape))' from the safetensors headers, or ''."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, Sam3Model
+
+    try:
+        config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in Sam3Model(config).state_dict().items()}
+        found: dict[str, tuple[int, ...]] = {}
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".safetensors"):
+                with safe_open(str(directory / name), framework="pt") as f:
+                    found.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+    except Exception:
+        return ""
+    wrong = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+    if not wrong:
+        return ""
+    k = wrong[0]
+    return f"{len(wrong)} mismatched keys (e.g. {k} {found[k]} in the file vs {expected[k]} in config.json)"

@@ -394,11 +394,11 @@ def convert_checkpoint(sam3_pt: str | Path, out_dir: str | Path, tokenizer_dir: 
     where = f"Meta checkpoint {str(src)!r}"
     if not src.is_file():
         raise CheckpointError(f"{where} does not exist: expected the path of Meta's sam3.pt")
-    tokenizer = find_tokenizer(src, tokenizer_dir)
     meta = load_meta_state_dict(src)
     state, rope, unmapped = to_hf_tensors(meta)
     if not state:
         raise CheckpointError(f"{where} holds no SAM 3 detector tensors (e.g. {', '.join(sorted(meta)[:3])})")
+    tokenizer = find_tokenizer(src, tokenizer_dir)
     special = {a: getattr(tokenizer, a, None) for a in ("pad_token_id", "bos_token_id", "eos_token_id")}
     if config is None:
         cfg = infer_config(state, rope, where, special)

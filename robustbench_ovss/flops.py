@@ -1,0 +1,225 @@
+"""``ovss-bench flops``: hardware-independent cost per image of each method on the real SAM 3 architecture.
+
+The real architecture (``Sam3Config()`` defaults, 840 M parameters) is built on the meta device: no
+weights, no memory, no arithmetic; ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs of the
+operations it would run. Per-prompt work does not depend on the other prompts (DESIGN §5), so each
+component is counted once and scaled:
+
+- image encoder (ViT + FPN neck) once per resolution (1008 full; the 672 preview counts ViT + the 1x FPN
+  level only, as ``encode_image(..., presence_only=True)`` computes);
+- one prompt's full decode (DETR encoder, DETR decoder, scoring, mask decoder) at the full resolution;
+- one prompt's presence-only pass (DETR encoder + decoder) at the preview resolution;
+- the text encoder per prompt, reported apart: it is cached setup work, not per-image work.
+
+Per image: ``segearth-ov3`` and ``sam3`` = ViT@R + V x decode@R; ``activesam`` = (ViT@2R/3 + V x
+presence@2R/3 when V > 40) + ViT@R + K x decode@R with the 4 appended tokens (K = active-set size,
+default min(40, V)). Counting runs without attention masks (the meta device cannot evaluate the mask
+shortcut); masking changes no matmul size, so the counts are those of the masked run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from .errors import ConfigError
+
+TEXT_LENGTH = 32
+EXPANSION_TOKENS = 4  # ActiveSAM's 2 neighbour + 2 hypernym tokens (full-resolution pass only)
+MAX_ACTIVE = 40
+REFERENCE = "segearth-ov3"
+
+
+class FlopModel:
+    """FLOP counts of SAM 3's components for one architecture, cached per resolution.
+
+    Args:
+        config: a ``Sam3Config`` (default: the real SAM 3 architecture).
+    """
+
+    def __init__(self, config: Any = None):
+        import torch
+        from transformers import Sam3Config, Sam3Model
+
+        from .backends.resolution import ResolutionSwitch
+
+        self.config = config if config is not None else Sam3Config()
+        with torch.device("meta"):
+            self.model = Sam3Model(self.config).eval()
+        self.switch = ResolutionSwitch(self.model.vision_encoder.backbone)
+        self.native_size = self.switch.native_size
+        self._hook = self.model.detr_encoder.register_forward_hook(_host_spatial_shapes, with_kwargs=True)
+        self._vision: dict[tuple[int, bool], tuple[int, Any]] = {}
+
+    @staticmethod
+    def _count(fn: Any) -> int:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            fn()
+        return int(counter.get_total_flops())
+
+    def _encode(self, size: int, presence_only: bool) -> tuple[int, Any]:
+        """(FLOPs, vision output) of one image encoding; the output feeds the per-prompt counts."""
+        import torch
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+        key = (size, presence_only)
+        if key not in self._vision:
+            x = torch.empty(1, 3, size, size, device="meta")
+            vision = self.model.vision_encoder
+            box: dict[str, Any] = {}
+
+            def run() -> None:
+                with self.switch.at(size):
+                    if not presence_only:
+                        box["out"] = vision(x)
+                        return
+                    hidden = vision.backbone(x).last_hidden_state
+                    g = size // self.switch.patch_size
+                    spatial = hidden.view(1, g, g, -1).permute(0, 3, 1, 2)
+                    f = vision.neck.fpn_layers[len(vision.neck.fpn_layers) - 2](spatial)
+                    pos = vision.neck.position_encoding(f.shape, f.device, f.dtype)
+                    # the presence pass reads level -2, as the full forward does
+                    box["out"] = Sam3VisionEncoderOutput(fpn_hidden_states=(f, None), fpn_position_encoding=(pos, None))
+
+            self._vision[key] = (self._count(run), box["out"])
+        return self._vision[key]
+
+    def image(self, size: int, presence_only: bool = False) -> int:
+        """FLOPs of one image encoding at ``size``: ViT + all FPN levels (or only the 1x level)."""
+        return self._encode(size, presence_only)[0]
+
+    def _text(self, length: int) -> Any:
+        import torch
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        d = self.config.detr_encoder_config.hidden_size
+        return BaseModelOutputWithPooling(pooler_output=torch.empty(1, length, d, device="meta"))
+
+    @lru_cache(maxsize=None)
+    def decode(self, size: int, text_length: int = TEXT_LENGTH) -> int:
+        """FLOPs of one prompt's full decode on image features of ``size``."""
+        vision, text = self._encode(size, False)[1], self._text(text_length)
+        return self._count(lambda: self.model(vision_embeds=vision, text_embeds=text, attention_mask=None))
+
+    @lru_cache(maxsize=None)
+    def presence(self, size: int, text_length: int = TEXT_LENGTH) -> int:
+        """FLOPs of one prompt's presence-only pass (1x FPN level -> DETR encoder -> DETR decoder)."""
+        vision, text = self._encode(size, True)[1], self._text(text_length).pooler_output
+        lvl = len(vision.fpn_hidden_states) - 2
+
+        def run() -> None:
+            enc = self.model.detr_encoder(vision_features=[vision.fpn_hidden_states[lvl]], text_features=text,
+                                          vision_pos_embeds=[vision.fpn_position_encoding[lvl]], text_mask=None)
+            self.model.detr_decoder(vision_features=enc.last_hidden_state, text_features=enc.text_features,
+                                    vision_pos_encoding=enc.pos_embeds_flattened, text_mask=None,
+                                    spatial_shapes=enc.spatial_shapes)
+
+        return self._count(run)
+
+    @lru_cache(maxsize=None)
+    def text(self, text_length: int = TEXT_LENGTH) -> int:
+        """FLOPs of encoding one prompt with the text encoder (setup work, cached by the backend)."""
+        import torch
+
+        ids = torch.zeros(1, text_length, dtype=torch.long, device="meta")
+        return self._count(lambda: self.model.get_text_features(input_ids=ids))
+
+
+def _host_spatial_shapes(module: Any, args: Any, kwargs: Mapping[str, Any], out: Any) -> Any:
+    """The DETR decoder reads grid sizes with ``.item()``; keep them on the host under the meta device."""
+    import torch
+
+    feats = kwargs.get("vision_features", args[0] if args else None)
+    out.spatial_shapes = torch.tensor([list(f.shape[-2:]) for f in feats], dtype=torch.long)
+    return out
+
+
+def preview_resolution(size: int, patch: int = 14) -> int:
+    """2/3 of ``size`` rounded to the patch grid (1008 -> 672, 336 -> 224)."""
+    return max(patch, round(size * 2 / 3 / patch) * patch)
+
+
+def method_flops(fm: FlopModel, vocab_size: int, active: int | None = None, resolution: int | None = None) -> dict[str, dict[str, float]]:
+    """FLOPs per image of each built-in method.
+
+    Returns:
+        method -> {"flops": total, "prompts_decoded": n, "prompts_previewed": n}.
+    """
+    if vocab_size < 1:
+        raise ConfigError(f"--vocab-size must be >= 1, got {vocab_size}")
+    size = resolution or fm.native_size
+    preview = preview_resolution(size, fm.switch.patch_size)
+    k = min(MAX_ACTIVE, vocab_size) if active is None else min(int(active), vocab_size)
+    if k < 1:
+        raise ConfigError(f"--active must be >= 1, got {active}")
+    full = fm.image(size) + vocab_size * fm.decode(size, TEXT_LENGTH)
+    previewed = vocab_size if vocab_size > MAX_ACTIVE else 0
+    active_cost = fm.image(size) + k * fm.decode(size, TEXT_LENGTH + EXPANSION_TOKENS)
+    if previewed:
+        active_cost += fm.image(preview, presence_only=True) + previewed * fm.presence(preview, TEXT_LENGTH)
+    return {
+        "segearth-ov3": {"flops": full, "prompts_decoded": vocab_size, "prompts_previewed": 0},
+        "sam3": {"flops": full, "prompts_decoded": vocab_size, "prompts_previewed": 0},
+        "activesam": {"flops": active_cost, "prompts_decoded": k, "prompts_previewed": previewed},
+    }
+
+
+def dataset_prompt_count(name: str) -> int:
+    """Number of prompts of a packaged vocabulary: one per alias over all label ids."""
+    try:
+        from .datasets.vocabulary import packaged_vocabulary
+
+        vocab = packaged_vocabulary(name)
+    except ImportError:
+        from importlib import resources
+
+        entry = resources.files("robustbench_ovss.configs").joinpath("vocab", f"{name}.txt")
+        if not entry.is_file():
+            raise ConfigError(f"no packaged vocabulary configs/vocab/{name}.txt; use --vocab-size N") from None
+        vocab = [[a for a in line.split(",") if a.strip()] for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return sum(len(aliases) for aliases in vocab)
+
+
+def render_table(rows: Mapping[str, Mapping[str, float]], reference: str = REFERENCE) -> str:
+    """Markdown table: method, prompts, TFLOPs/image, ratio to the reference (reference / method)."""
+    ref = rows[reference]["flops"]
+    lines = ["| method | prompts decoded | prompts previewed | TFLOPs/image | FLOP ratio vs " + reference + " |",
+             "|---|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['prompts_decoded']} | {r['prompts_previewed']} | {r['flops'] / 1e12:.2f} | "
+                     f"{ref / r['flops']:.2f}x |")
+    return "\n".join(lines)
+
+
+def cli_flops(args: Any) -> int:
+    """``ovss-bench flops [--dataset D | --vocab-size N] [--active K] [--resolution R]``."""
+    if getattr(args, "dataset", None):
+        vocab_size, source = dataset_prompt_count(args.dataset), f"dataset {args.dataset}"
+    else:
+        vocab_size = int(getattr(args, "vocab_size", None) or 150)
+        source = "vocabulary size" + ("" if getattr(args, "vocab_size", None) else " (default, ADE20K)")
+    resolution = int(getattr(args, "resolution", None) or 1008)
+    fm = FlopModel()
+    if resolution % fm.switch.patch_size:
+        raise ConfigError(f"--resolution {resolution} must be a multiple of the patch size {fm.switch.patch_size}")
+    rows = method_flops(fm, vocab_size, getattr(args, "active", None), resolution)
+    preview = preview_resolution(resolution, fm.switch.patch_size)
+    print(f"SAM 3 (real architecture, meta device), {source}: {vocab_size} prompts, resolution {resolution}, preview {preview}")
+    print(render_table(rows))
+    print()
+    print(f"components: image encoder @{resolution} {fm.image(resolution) / 1e12:.3f} TFLOPs; "
+          f"preview encoder @{preview} (ViT + 1x FPN level) {fm.image(preview, True) / 1e12:.3f}; "
+          f"decode/prompt {fm.decode(resolution) / 1e12:.3f} "
+          f"(+{EXPANSION_TOKENS} tokens {fm.decode(resolution, TEXT_LENGTH + EXPANSION_TOKENS) / 1e12:.3f}); "
+          f"presence/prompt @{preview} {fm.presence(preview) / 1e12:.3f}; "
+          f"text encoder/prompt (setup, cached) {fm.text() / 1e9:.1f} GFLOPs")
+    speedup = rows[REFERENCE]["flops"] / rows["activesam"]["flops"]
+    if not math.isfinite(speedup):
+        raise ConfigError("FLOP count failed")
+    return 0

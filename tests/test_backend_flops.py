@@ -1,0 +1,58 @@
+"""``ovss-bench flops``: counting on a small config (fast) and one smoke run on the real architecture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustbench_ovss.cli import main as cli_main
+from robustbench_ovss.flops import FlopModel, dataset_prompt_count, method_flops, preview_resolution
+
+
+@pytest.fixture(scope="module")
+def small() -> FlopModel:
+    from robustbench_ovss.backends.tiny import tiny_config
+
+    return FlopModel(tiny_config(image_size=336, vocab_size=64))
+
+
+def test_component_counts_scale_as_expected(small: FlopModel) -> None:
+    assert small.native_size == 336
+    full, preview = small.image(336), small.image(224)
+    assert full > preview > 0
+    assert small.image(224, presence_only=True) < preview  # only the 1x FPN level
+    d, p = small.decode(336), small.presence(224)
+    assert d > small.presence(336) > p > 0  # presence skips the mask decoder
+    assert small.decode(336, 36) > d  # appended tokens cost a little
+    assert small.text() > 0
+    assert small.decode(336) == d  # cached, deterministic
+
+
+def test_method_totals_follow_the_formulas(small: FlopModel) -> None:
+    rows = method_flops(small, 150)
+    vit, vit_p = small.image(336), small.image(224, presence_only=True)
+    assert rows["segearth-ov3"]["flops"] == vit + 150 * small.decode(336)
+    assert rows["sam3"]["flops"] == rows["segearth-ov3"]["flops"]
+    assert rows["activesam"]["flops"] == vit_p + 150 * small.presence(224) + vit + 40 * small.decode(336, 36)
+    assert rows["activesam"]["prompts_decoded"] == 40 and rows["activesam"]["prompts_previewed"] == 150
+    few = method_flops(small, 21)  # <= 40 prompts: no preview, every prompt decoded
+    assert few["activesam"]["prompts_previewed"] == 0 and few["activesam"]["prompts_decoded"] == 21
+    assert method_flops(small, 150, active=10)["activesam"]["prompts_decoded"] == 10
+
+
+def test_preview_resolution_and_dataset_prompts() -> None:
+    assert preview_resolution(1008) == 672 and preview_resolution(336) == 224
+    assert dataset_prompt_count("ade20k") == 150
+    assert dataset_prompt_count("voc20") > 20  # aliases count as prompts
+
+
+def test_flops_cli_on_the_real_architecture(capsys: pytest.CaptureFixture[str]) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cli_main(["flops", "--vocab-size", "150"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "| activesam | 40 | 150 |" in out and "| segearth-ov3 | 150 | 0 |" in out
+    assert "image encoder @1008 5.6" in out  # DESIGN §5: ViT ~5.6 TFLOP at 1008
