@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -134,15 +133,25 @@ def test_env_override_and_unknown_source(monkeypatch) -> None:
         get_hypernym_source("wordnet-online")
 
 
-def test_never_downloads(monkeypatch) -> None:
+def test_auto_source_never_downloads(monkeypatch) -> None:
     import nltk
 
     def boom(*a, **k):  # pragma: no cover - only runs on a regression
         raise AssertionError("nltk.download must never be called")
 
     monkeypatch.setattr(nltk, "download", boom)
+    assert get_hypernym_source("auto").kind in ("nltk", "debian", "table")
+
+
+@needs_debian
+def test_nltk_source_reads_an_installed_corpus(debian_wordnet, monkeypatch) -> None:
+    """The built directory is an ordinary nltk data root: nltk's own lookup now finds WordNet there."""
+    import nltk
+
     from robustbench_ovss.vocab.wordnet import load_nltk_wordnet
 
-    load_nltk_wordnet()  # None or a reader, never a download
-    if os.environ.get("OVSS_WORDNET") in (None, "", "auto"):
-        assert get_hypernym_source("auto").kind in ("nltk", "debian", "table")
+    monkeypatch.setattr(nltk, "download", lambda *a, **k: pytest.fail("nltk.download called"))
+
+    wn = load_nltk_wordnet()
+    assert wn is not None and wn.get_version() == "3.0"
+    assert wordnet_hypernyms(wn, "cat", 2) == ["feline"]

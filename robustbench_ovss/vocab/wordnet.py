@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 SOURCES = ("auto", "nltk", "debian", "table", "none")
+WORDNET_VERSION = "3.0"  # what nltk's "wordnet" package, Debian's wordnet-base and the release use
 DEBIAN_WORDNET_DIR = "/usr/share/wordnet"
 TABLE_RESOURCE = "hypernyms.json"
 
@@ -201,9 +202,15 @@ def load_nltk_wordnet() -> Any | None:
         except LookupError:
             continue
         try:
-            return _quiet_reader(root)
+            reader = _quiet_reader(root)
         except Exception as exc:  # a broken install: try the next source
             log.warning("nltk WordNet at %s is unusable: %s", root, exc)
+            continue
+        version = str(reader.get_version())
+        if version != WORDNET_VERSION:  # another release would give other hypernyms than the reference's
+            log.warning("nltk WordNet at %s is version %s, not %s; not used", root, version, WORDNET_VERSION)
+            continue
+        return reader
     return None
 
 
