@@ -68,12 +68,20 @@ def _axis_table(n: int, zoom: float) -> tuple[np.ndarray, ...]:
     return i0, i1, w0, w1, inside
 
 
+def njit_cached(fn: Any) -> Any:
+    """``numba.njit(cache=True, nogil=True)``, or without the on-disk cache where no cache dir is writable."""
+    from numba import njit
+
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "no locator available": read-only install and no writable user cache
+        return njit(nogil=True)(fn)
+
+
 @functools.cache
 def _kernels() -> Any:
     """Compile (or load from numba's on-disk cache) the loops; imported lazily."""
-    from numba import njit
-
-    @njit(cache=True, nogil=True)
+    @njit_cached
     def accumulate_layer(x, out, r0, r1, rw0, rw1, rin, c0, c1, cw0, cw1, cin):  # pragma: no cover - jitted
         h, w, nc = out.shape
         for i in range(h):
@@ -104,9 +112,7 @@ def _kernels() -> Any:
 @functools.cache
 def _hsv_kernel() -> Any:
     """Per-pixel RGB -> HSV -> adjust -> RGB with skimage's float64 operations, in skimage's order."""
-    from numba import njit
-
-    @njit(cache=True, nogil=True)
+    @njit_cached
     def hsv_adjust(img, channel, scale, offset, out):  # pragma: no cover - jitted
         h_, w_, _ = img.shape
         for i in range(h_):
@@ -184,9 +190,7 @@ def saturate(image: np.ndarray, severity: int) -> np.ndarray:
 
 @functools.cache
 def _motion_kernel() -> Any:
-    from numba import njit
-
-    @njit(cache=True, nogil=True)
+    @njit_cached
     def motion(x, dys, dxs, weights, out):  # pragma: no cover - jitted
         # out[i, j] = sum_k weights[k] * x[clamp(i - dy_k), clamp(j - dx_k)], added in tap order k as the
         # reference adds its shifted images; rows are independent, the tap loop runs over a row buffer

@@ -111,9 +111,9 @@ def _shuffle_pixels() -> Any:
     (every data worker). Compiling the same Python function with ``cache=True`` gives the same machine
     code and the same numba RNG stream, once per machine.
     """
-    from numba import njit
+    from .fast import njit_cached
 
-    return njit(cache=True)(_library().corruptions._shuffle_pixels_njit_glass_blur.py_func)
+    return njit_cached(_library().corruptions._shuffle_pixels_njit_glass_blur.py_func)
 
 
 def _glass_blur(image: np.ndarray, severity: int, seed: int) -> np.ndarray:

@@ -147,3 +147,15 @@ def test_registration_module_imports_no_heavy_library() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_threads_do_not_interleave_global_rng_draws() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    img = _image(32, 40, seed=5)
+    jobs = [(n, s) for n in ("gaussian_noise", "shot_noise", "fog", "motion_blur", "elastic_transform", "snow") for s in (1, 5)]
+    serial = [corrupt(img, n, s, 99) for n, s in jobs]
+    with ThreadPoolExecutor(4) as ex:
+        threaded = list(ex.map(lambda job: corrupt(img, job[0], job[1], 99), jobs * 3))
+    for i, out in enumerate(threaded):
+        assert np.array_equal(out, serial[i % len(jobs)]), jobs[i % len(jobs)]
