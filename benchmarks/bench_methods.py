@@ -4,7 +4,8 @@ Run: ``python benchmarks/bench_methods.py [--checkpoint builtin:tiny-random] [--
 (not part of the pass/fail suite; absolute numbers depend on the machine, the ratio is what the CI
 speed gate looks at). The vocabulary is the first 150 synthetic concept names (150 prompts, as ADE20K),
 the images are synthetic scenes (256 x 256). Per method: setup (text encoding, expansion tokens) is
-timed once, then ``--warmup`` untimed images and ``--images`` timed ones; the table shows images/s,
+timed once, then ``--warmup`` untimed images and ``--images`` timed ones, the methods taking turns
+image by image (so load changes on a shared machine hit every method alike); the table shows images/s,
 prompts decoded per image and backend calls per image, and ActiveSAM's speed-up over SegEarth-OV3.
 """
 
@@ -52,23 +53,34 @@ def main(argv: list[str] | None = None) -> int:
                         class_names=[v[0] for v in vocab])
     print(f"backend {backend!r}; {len(vocab)} classes; {args.images} timed images of {args.size}x{args.size}; "
           f"torch threads {torch.get_num_threads()}")
-    rows = {}
+    methods, setup_s = {}, {}
     for name in args.methods:
-        method = METHODS.get(name)()
+        methods[name] = METHODS.get(name)()
         t0 = time.perf_counter()
-        method.setup(ctx)
-        setup_s = time.perf_counter() - t0
-        for image in images[: args.warmup]:
-            method.predict(image)
-        before = dict(backend.counters)
-        times, decoded = [], []
-        for image in images[args.warmup :]:
+        methods[name].setup(ctx)
+        setup_s[name] = time.perf_counter() - t0
+    for image in images[: args.warmup]:
+        for m in methods.values():
+            m.predict(image)
+    # round robin over the methods, image by image, so that a change in machine load hits all alike
+    times = {name: [] for name in methods}
+    decoded = {name: [] for name in methods}
+    calls = {name: dict.fromkeys(("decoder_calls", "presence_calls", "image_encoder_calls"), 0) for name in methods}
+    for image in images[args.warmup :]:
+        for name, m in methods.items():
+            before = dict(backend.counters)
             t0 = time.perf_counter()
-            method.predict(image)
-            times.append(time.perf_counter() - t0)
-            decoded.append(method.stats().get("prompts_decoded", 0))
-        calls = {k: (backend.counters[k] - before[k]) / len(times) for k in ("decoder_calls", "presence_calls", "image_encoder_calls")}
-        rows[name] = (len(times) / sum(times), statistics.median(times), setup_s, statistics.mean(decoded), calls)
+            m.predict(image)
+            times[name].append(time.perf_counter() - t0)
+            decoded[name].append(m.stats().get("prompts_decoded", 0))
+            for k in calls[name]:
+                calls[name][k] += backend.counters[k] - before[k]
+    rows = {}
+    for name in methods:
+        n = len(times[name])
+        per_image = {k: v / n for k, v in calls[name].items()}
+        rows[name] = (n / sum(times[name]), statistics.median(times[name]), setup_s[name],
+                      statistics.mean(decoded[name]), per_image)
     print(f"{'method':14s} {'img/s':>8s} {'median s':>9s} {'setup s':>8s} {'decoded':>8s} {'dec calls':>9s} {'pres calls':>10s} {'img enc':>7s}")
     for name, (ips, med, setup_s, dec, calls) in rows.items():
         print(f"{name:14s} {ips:8.3f} {med:9.3f} {setup_s:8.2f} {dec:8.1f} {calls['decoder_calls']:9.1f} "
