@@ -5,8 +5,8 @@ weights, no memory, no arithmetic; ``torch.utils.flop_counter.FlopCounterMode`` 
 operations it would run. Per-prompt work does not depend on the other prompts (DESIGN §5), so each
 component is counted once and scaled:
 
-- image encoder (ViT + FPN neck) once per resolution (1008 full; the 672 preview counts ViT + the 1x FPN
-  level only, as ``encode_image(..., presence_only=True)`` computes);
+- image encoder (ViT + FPN neck + the geometry encoder's CLS token) once per resolution (1008 full; the
+  672 preview counts ViT + the 1x FPN level only, as ``encode_image(..., presence_only=True)`` computes);
 - one prompt's full decode (DETR encoder, DETR decoder, scoring, mask decoder) at the full resolution;
 - one prompt's presence-only pass (DETR encoder + decoder) at the preview resolution;
 - the text encoder per prompt, reported apart: it is cached setup work, not per-image work.
@@ -27,6 +27,8 @@ from typing import Any
 from .errors import ConfigError
 
 TEXT_LENGTH = 32
+GEOMETRY_TOKENS = 1  # the image-conditioned geometry CLS token every prompt carries (Meta's SAM 3)
+PROMPT_LENGTH = TEXT_LENGTH + GEOMETRY_TOKENS
 EXPANSION_TOKENS = 4  # ActiveSAM's 2 neighbour + 2 hypernym tokens (full-resolution pass only)
 MAX_ACTIVE = 40
 REFERENCE = "segearth-ov3"
@@ -68,6 +70,8 @@ class FlopModel:
         import torch
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
+        from .backends.sam3 import geometry_cls_token
+
         key = (size, presence_only)
         if key not in self._vision:
             x = torch.empty(1, 3, size, size, device="meta")
@@ -77,15 +81,17 @@ class FlopModel:
             def run() -> None:
                 with self.switch.at(size):
                     if not presence_only:
-                        box["out"] = vision(x)
-                        return
-                    hidden = vision.backbone(x).last_hidden_state
-                    g = size // self.switch.patch_size
-                    spatial = hidden.view(1, g, g, -1).permute(0, 3, 1, 2)
-                    f = vision.neck.fpn_layers[len(vision.neck.fpn_layers) - 2](spatial)
-                    pos = vision.neck.position_encoding(f.shape, f.device, f.dtype)
-                    # the presence pass reads level -2, as the full forward does
-                    box["out"] = Sam3VisionEncoderOutput(fpn_hidden_states=(f, None), fpn_position_encoding=(pos, None))
+                        out = box["out"] = vision(x)
+                        f, pos = out.fpn_hidden_states[-2], out.fpn_position_encoding[-2]
+                    else:
+                        hidden = vision.backbone(x).last_hidden_state
+                        g = size // self.switch.patch_size
+                        spatial = hidden.view(1, g, g, -1).permute(0, 3, 1, 2)
+                        f = vision.neck.fpn_layers[len(vision.neck.fpn_layers) - 2](spatial)
+                        pos = vision.neck.position_encoding(f.shape, f.device, f.dtype)
+                        # the presence pass reads level -2, as the full forward does
+                        box["out"] = Sam3VisionEncoderOutput(fpn_hidden_states=(f, None), fpn_position_encoding=(pos, None))
+                    geometry_cls_token(self.model, f, pos)
 
             self._vision[key] = (self._count(run), box["out"])
         return self._vision[key]
@@ -102,13 +108,13 @@ class FlopModel:
         return BaseModelOutputWithPooling(pooler_output=torch.empty(1, length, d, device="meta"))
 
     @lru_cache(maxsize=None)
-    def decode(self, size: int, text_length: int = TEXT_LENGTH) -> int:
+    def decode(self, size: int, text_length: int = PROMPT_LENGTH) -> int:
         """FLOPs of one prompt's full decode on image features of ``size``."""
         vision, text = self._encode(size, False)[1], self._text(text_length)
         return self._count(lambda: self.model(vision_embeds=vision, text_embeds=text, attention_mask=None))
 
     @lru_cache(maxsize=None)
-    def presence(self, size: int, text_length: int = TEXT_LENGTH) -> int:
+    def presence(self, size: int, text_length: int = PROMPT_LENGTH) -> int:
         """FLOPs of one prompt's presence-only pass (1x FPN level -> DETR encoder -> DETR decoder)."""
         vision, text = self._encode(size, True)[1], self._text(text_length).pooler_output
         lvl = len(vision.fpn_hidden_states) - 2
@@ -158,11 +164,11 @@ def method_flops(fm: FlopModel, vocab_size: int, active: int | None = None, reso
     k = min(MAX_ACTIVE, vocab_size) if active is None else min(int(active), vocab_size)
     if k < 1:
         raise ConfigError(f"--active must be >= 1, got {active}")
-    full = fm.image(size) + vocab_size * fm.decode(size, TEXT_LENGTH)
+    full = fm.image(size) + vocab_size * fm.decode(size, PROMPT_LENGTH)
     previewed = vocab_size if vocab_size > MAX_ACTIVE else 0
-    active_cost = fm.image(size) + k * fm.decode(size, TEXT_LENGTH + EXPANSION_TOKENS)
+    active_cost = fm.image(size) + k * fm.decode(size, PROMPT_LENGTH + EXPANSION_TOKENS)
     if previewed:
-        active_cost += fm.image(preview, presence_only=True) + previewed * fm.presence(preview, TEXT_LENGTH)
+        active_cost += fm.image(preview, presence_only=True) + previewed * fm.presence(preview, PROMPT_LENGTH)
     return {
         "segearth-ov3": {"flops": full, "prompts_decoded": vocab_size, "prompts_previewed": 0},
         "sam3": {"flops": full, "prompts_decoded": vocab_size, "prompts_previewed": 0},
@@ -216,7 +222,7 @@ def cli_flops(args: Any) -> int:
     print(f"components: image encoder @{resolution} {fm.image(resolution) / 1e12:.3f} TFLOPs; "
           f"preview encoder @{preview} (ViT + 1x FPN level) {fm.image(preview, True) / 1e12:.3f}; "
           f"decode/prompt {fm.decode(resolution) / 1e12:.3f} "
-          f"(+{EXPANSION_TOKENS} tokens {fm.decode(resolution, TEXT_LENGTH + EXPANSION_TOKENS) / 1e12:.3f}); "
+          f"(+{EXPANSION_TOKENS} tokens {fm.decode(resolution, PROMPT_LENGTH + EXPANSION_TOKENS) / 1e12:.3f}); "
           f"presence/prompt @{preview} {fm.presence(preview) / 1e12:.3f}; "
           f"text encoder/prompt (setup, cached) {fm.text() / 1e9:.1f} GFLOPs")
     speedup = rows[REFERENCE]["flops"] / rows["activesam"]["flops"]

@@ -144,16 +144,39 @@ def test_presence_only_pass_equals_the_full_forward(backend: Sam3Backend, image:
         light = backend.presence(backend.encode_image(image, size, presence_only=True), text, range(len(VOCAB)), 7)
         assert backend.counters["presence_calls"] - calls == 6
         torch.testing.assert_close(light, full.presence, rtol=0, atol=1e-6)
-    # and equals transformers' own end-to-end forward (pixels + token ids in one call)
+
+
+def test_without_geometry_token_equals_transformers_text_only_forward(tiny_checkpoint: Path, image: np.ndarray) -> None:
+    """geometry_cls=False reproduces transformers' own end-to-end forward (pixels + token ids in one call)."""
     from robustbench_ovss.backends.preprocess import image_to_pixels, tokenize
 
-    ids, attn = tokenize(backend.tokenizer, VOCAB[:3], 32, "cpu")
-    with torch.inference_mode():
-        ref = backend.model(pixel_values=image_to_pixels(image, 336).expand(3, -1, -1, -1), input_ids=ids, attention_mask=attn)
-    feats = backend.encode_image(image)
-    torch.testing.assert_close(backend.presence(feats, text, range(3), 3), torch.sigmoid(ref.presence_logits[:, 0]),
+    b = Sam3Backend(str(tiny_checkpoint), geometry_cls=False)
+    assert b.identity.endswith("#no-geometry-cls")
+    text = b.encode_text(VOCAB[:3])
+    ids, attn = tokenize(b.tokenizer, VOCAB[:3], 32, "cpu")
+    with torch.no_grad():
+        ref = b.model(pixel_values=image_to_pixels(image, 336).expand(3, -1, -1, -1), input_ids=ids, attention_mask=attn)
+    feats = b.encode_image(image)
+    torch.testing.assert_close(b.presence(feats, text, range(3), 3), torch.sigmoid(ref.presence_logits[:, 0]),
                                rtol=0, atol=1e-5)
-    torch.testing.assert_close(backend.decode(feats, text, range(3), 3).mask_logits, ref.pred_masks, rtol=1e-4, atol=1e-4)
+    out = b.decode(feats, text, range(3), 3)
+    torch.testing.assert_close(out.mask_logits, ref.pred_masks, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.scores, torch.sigmoid(ref.pred_logits) * torch.sigmoid(ref.presence_logits), rtol=1e-4, atol=1e-5)
+
+
+def test_geometry_token_is_appended_to_every_prompt(backend: Sam3Backend, tiny_checkpoint: Path, image: np.ndarray) -> None:
+    """Meta's SAM 3 appends the geometry encoder's image-conditioned CLS token to text prompts."""
+    plain = Sam3Backend(str(tiny_checkpoint), geometry_cls=False)
+    feats = backend.encode_image(image)
+    token = feats.payload.geometry_token
+    assert token.shape == (1, 1, 32)
+    other = backend.encode_image(np.ascontiguousarray(image[::-1])).payload.geometry_token
+    assert not torch.allclose(token, other)  # conditioned on the image
+    with_token = backend.decode(feats, backend.encode_text(VOCAB[:4]), range(4), 4)
+    as_extra = plain.encode_text(VOCAB[:4], token.expand(4, 1, 32))
+    _close(with_token, plain.decode(plain.encode_image(image), as_extra, range(4), 4))
+    without = plain.decode(plain.encode_image(image), plain.encode_text(VOCAB[:4]), range(4), 4)
+    assert not torch.allclose(with_token.presence, without.presence)
 
 
 def _model_built_at(tiny_checkpoint: Path, folder: Path, size: int) -> Sam3Backend:

@@ -51,11 +51,14 @@ class Sam3ImagePayload:
         fpn: per FPN level [1, C, h_l, w_l] (finest first, all 4 levels; None where not computed).
         pos: per level sine position encodings of the same shapes.
         presence_only: True when only the 1x level (the DETR input) was computed.
+        geometry_token: the geometry encoder's CLS output for this image [1, 1, D], appended to every
+            prompt (None when the backend runs with ``geometry_cls=False``).
     """
 
     fpn: tuple[torch.Tensor | None, ...]
     pos: tuple[torch.Tensor | None, ...]
     presence_only: bool = False
+    geometry_token: torch.Tensor | None = None  # [1, 1, D] image-conditioned geometry CLS token
 
 
 @dataclass
@@ -88,6 +91,25 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
     return aliases[text]
 
 
+def geometry_cls_token(model: Any, feats: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Geometry encoder output for an empty box prompt: its CLS token attended to the image, [B, 1, D].
+
+    Meta's ``SequenceGeometryEncoder`` with no points or boxes encodes just ``cls_embed`` (final_proj +
+    norm, the cross-attention layers over the 1x FPN level ``feats`` [B, D, h, w] with position encoding
+    ``pos``, the output norm), and Meta's model appends it to every text prompt. transformers'
+    ``Sam3GeometryEncoder`` holds the same modules but is only run for box prompts (and needs
+    torchvision's roi_align there), so the CLS-only path is composed here from its submodules.
+    """
+    geo = model.geometry_encoder
+    vision = feats.flatten(2).transpose(1, 2)
+    vision_pos = pos.flatten(2).transpose(1, 2)
+    token = geo.cls_embed.weight.detach().view(1, 1, -1).to(vision.dtype).expand(vision.shape[0], -1, -1)
+    token = geo.prompt_layer_norm(geo.final_proj(token))
+    for layer in geo.layers:
+        token = layer(prompt_feats=token, vision_feats=vision, vision_pos_encoding=vision_pos, prompt_mask=None)
+    return geo.output_layer_norm(token)
+
+
 @BACKENDS.register("sam3")
 class Sam3Backend:
     """SAM 3 behind the :class:`~robustbench_ovss.backends.base.Backend` contract.
@@ -98,30 +120,38 @@ class Sam3Backend:
         device: "cpu", "cuda", "cuda:N" or "auto".
         dtype: "fp32", "bf16" (autocast) or "auto" (bf16 on CUDA, fp32 on CPU).
         allow_download: let a hub id download when it is not cached (and the hub is reachable).
+        geometry_cls: append the image-conditioned CLS token of SAM 3's geometry encoder to every prompt,
+            as Meta's SAM 3 (and so both reference methods) does even without boxes; transformers'
+            ``Sam3Model`` runs the geometry encoder only when boxes are given. False = transformers'
+            text-only behaviour.
     """
 
-    def __init__(self, checkpoint: str, device: str = "cpu", dtype: str = "fp32", allow_download: bool = False):
+    def __init__(self, checkpoint: str, device: str = "cpu", dtype: str = "fp32", allow_download: bool = False,
+                 geometry_cls: bool = True):
         dev = resolve_device(device)
         resolved = resolve_checkpoint(checkpoint, allow_download=allow_download)
         directory = hf_directory(resolved)
         model, tokenizer = load_model(directory, resolved.spec)
-        self._setup(model, tokenizer, dev, resolve_dtype(dtype, dev), checkpoint_identity(resolved, directory))
+        self._setup(model, tokenizer, dev, resolve_dtype(dtype, dev), checkpoint_identity(resolved, directory), geometry_cls)
         self.checkpoint_dir = directory
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, device: str = "cpu", dtype: str = "fp32",
-                   identity: str = "in-memory") -> Sam3Backend:
+                   identity: str = "in-memory", geometry_cls: bool = True) -> Sam3Backend:
         """Wrap an already built ``Sam3Model`` and tokenizer (benchmarks, random real-size models)."""
         self = cls.__new__(cls)
         dev = resolve_device(device)
-        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity)
+        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity, geometry_cls)
         self.checkpoint_dir = None
         return self
 
-    def _setup(self, model: Any, tokenizer: Any, device: torch.device, dtype: str, identity: str) -> None:
+    def _setup(self, model: Any, tokenizer: Any, device: torch.device, dtype: str, identity: str,
+               geometry_cls: bool) -> None:
         self.device = device
         self.dtype = dtype
-        self.identity = identity
+        self.geometry_cls = bool(geometry_cls)
+        # outputs differ without the token, so the identity (part of every unit key) says so
+        self.identity = identity if self.geometry_cls else f"{identity}#no-geometry-cls"
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.config = model.config
@@ -153,7 +183,7 @@ class Sam3Backend:
         self._text_cache.clear()
 
     # -- images ----------------------------------------------------------------------------------
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode_image(self, image: np.ndarray, size: int | None = None, *, presence_only: bool = False) -> ImageFeatures:
         """Encode uint8 RGB [H, W, 3] at ``size`` x ``size`` (default ``native_size``).
 
@@ -172,6 +202,8 @@ class Sam3Backend:
             else:
                 out = self.model.vision_encoder(pixels)
                 payload = Sam3ImagePayload(tuple(out.fpn_hidden_states), tuple(out.fpn_position_encoding))
+            if self.geometry_cls:
+                payload.geometry_token = self._geometry_token(payload)
         self.counters["image_encoder_calls"] += 1
         return ImageFeatures(size=size, image_hw=(int(image.shape[0]), int(image.shape[1])), payload=payload)
 
@@ -188,6 +220,10 @@ class Sam3Backend:
             fpn[i] = f
             pos[i] = vision.neck.position_encoding(f.shape, f.device, f.dtype)
         return Sam3ImagePayload(tuple(fpn), tuple(pos), presence_only=len(levels) < n)
+
+    def _geometry_token(self, payload: Sam3ImagePayload) -> torch.Tensor:
+        lvl = self.presence_level
+        return geometry_cls_token(self.model, payload.fpn[lvl], payload.pos[lvl])
 
     # -- texts -----------------------------------------------------------------------------------
     def _ensure_text(self, texts: Sequence[str]) -> None:
@@ -280,7 +316,7 @@ class Sam3Backend:
         attr = "pooled_input" if pooling == "input" else "pooled_hidden"
         return torch.stack([getattr(self._text_cache[t], attr) for t in texts])
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """SAM 3's text projection (linear with bias): float [..., H_text] -> float32 [..., D]."""
         layer = self.model.text_projection
@@ -314,7 +350,8 @@ class Sam3Backend:
             yield chunk, out
             pos += len(chunk)
 
-    def _select(self, text: TextFeatures, chunk: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _select(self, text: TextFeatures, chunk: list[int], payload: Sam3ImagePayload) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt features [n, L(+1), D] and mask [n, L(+1)] of ``chunk``, with the geometry token appended."""
         n = len(text)
         bad = [i for i in chunk if not 0 <= i < n]
         if bad:
@@ -322,6 +359,10 @@ class Sam3Backend:
         idx = torch.as_tensor(chunk, dtype=torch.long, device=self.device)
         feats = text.features.to(self.device).index_select(0, idx)
         mask = text.mask.to(self.device).bool().index_select(0, idx)
+        if payload.geometry_token is not None:
+            k = len(chunk)
+            feats = torch.cat([feats, payload.geometry_token.to(feats.dtype).expand(k, -1, -1)], dim=1)
+            mask = torch.cat([mask, torch.ones(k, 1, dtype=torch.bool, device=mask.device)], dim=1)
         return feats, mask
 
     @staticmethod
@@ -334,13 +375,13 @@ class Sam3Backend:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-        feats, mask = self._select(text, chunk)
+        feats, mask = self._select(text, chunk, payload)
         n = len(chunk)
         vision = Sam3VisionEncoderOutput(
             fpn_hidden_states=tuple(f.expand(n, -1, -1, -1) for f in payload.fpn),  # zero-copy views
             fpn_position_encoding=tuple(p.expand(n, -1, -1, -1) for p in payload.pos),
         )
-        with torch.inference_mode(), self._autocast():
+        with torch.no_grad(), self._autocast():
             out = self.model(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=feats),
                              attention_mask=mask)
         self.counters["decoder_calls"] += 1
@@ -379,10 +420,10 @@ class Sam3Backend:
         return Decoded(*(torch.cat([getattr(p, f) for p in parts]) for f in ("mask_logits", "scores", "semantic_logits", "presence")))
 
     def _presence_bucket(self, payload: Sam3ImagePayload, text: TextFeatures, chunk: list[int]) -> torch.Tensor:
-        feats, mask = self._select(text, chunk)
+        feats, mask = self._select(text, chunk, payload)
         n = len(chunk)
         lvl = self.presence_level
-        with torch.inference_mode(), self._autocast():
+        with torch.no_grad(), self._autocast():
             enc = self.model.detr_encoder(
                 vision_features=[payload.fpn[lvl].expand(n, -1, -1, -1)], text_features=feats,
                 vision_pos_embeds=[payload.pos[lvl].expand(n, -1, -1, -1)], text_mask=mask,
