@@ -173,22 +173,27 @@ def _identity(x: Any) -> Any:
 class _Items:
     """Map-style dataset over (chunk, image index) work items; loads and corrupts in the workers."""
 
-    def __init__(self, items: list[tuple[int, int]], chunks: dict[int, Chunk], datasets: dict[str, Any], cache: Any):
+    def __init__(self, items: list[tuple[int, int]], chunks: dict[int, Chunk], datasets: dict[str, Any], cache: Any,
+                 fingerprints: dict[str, str] | None = None):  # fmt: skip
         self.items = items
         self.chunks = chunks
         self.datasets = datasets
         self.cache = cache
+        self.fingerprints = fingerprints or {}
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[int, str, np.ndarray, np.ndarray]:
         chunk = self.chunks[self.items[i][0]]
-        image_id, image, label = load_item(self.datasets[chunk.dataset], chunk, self.items[i][1], self.cache)
+        image_id, image, label = load_item(self.datasets[chunk.dataset], chunk, self.items[i][1], self.cache,
+                                           self.fingerprints.get(chunk.dataset))  # fmt: skip
         return i, image_id, image, label
 
 
-def load_item(ds: Any, chunk: Chunk, idx: int, cache: Any = None) -> tuple[str, np.ndarray, np.ndarray]:
+def load_item(
+    ds: Any, chunk: Chunk, idx: int, cache: Any = None, fingerprint: str | None = None
+) -> tuple[str, np.ndarray, np.ndarray]:
     """Image ``idx`` of ``ds`` under the chunk's condition: (image_id, image uint8 HxWx3, label HxW).
 
     The corruption seed is ``image_seed(run seed, dataset, image_id, corruption, severity)``; a
@@ -208,9 +213,9 @@ def load_item(ds: Any, chunk: Chunk, idx: int, cache: Any = None) -> tuple[str, 
     if cond.is_clean:
         return image_id, image, label
     if cache is not None:
-        hit = cache.get(chunk.dataset, image_id, cond.corruption, cond.severity, cond.seed)
-        if hit is not None:
-            return image_id, np.asarray(hit[0]), np.asarray(hit[1])
+        hit = cache.get(chunk.dataset, image_id, cond.corruption, cond.severity, cond.seed, fingerprint=fingerprint)
+        if hit is not None:  # the cache stores a label only for corruptions that move pixels
+            return image_id, np.asarray(hit[0]), label if hit[1] is None else np.asarray(hit[1])
     seed = image_seed(cond.seed, chunk.dataset, image_id, cond.corruption, cond.severity)
     image, label = corrupt_pair(image, label, cond.corruption, cond.severity, seed)
     return image_id, image, label
@@ -480,6 +485,11 @@ class _Runner:
                     st = new_chunk_state(u, c, ncls[c.dataset])
                 elif st["status"] == FAILED:  # a rerun retries from the image that failed
                     st.update(status=PARTIAL, error="", failed_image="")
+                if st["next"] >= c.stop:  # stopped after its last image, before the chunk was closed
+                    st.update(status=COMPLETE, updated_at=now_iso())
+                    self.rd.write_chunk(u.unit_key, c, st)
+                    self.touched.add(u.unit_key)
+                    continue
                 conf = decode_conf(st["conf"])
                 if not self.on_host:
                     conf = torch.as_tensor(conf, dtype=torch.int64, device=self.tdevice)
@@ -502,7 +512,8 @@ class _Runner:
             return 0
         workers = self.cfg.run.workers
         loader = DataLoader(
-            _Items(items, chunk_by_index, self.datasets, open_cache(self.cfg.corruptions.cache)),
+            _Items(items, chunk_by_index, self.datasets, open_cache(self.cfg.corruptions.cache),
+                   {d.name: d.fingerprint for d in self.plan.datasets}),
             batch_size=None, shuffle=False, num_workers=workers, collate_fn=_identity,
             prefetch_factor=2 if workers else None,
         )  # fmt: skip

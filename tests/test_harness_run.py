@@ -28,9 +28,9 @@ N_UNITS = 2 * (1 + 2 * 2)  # methods x (clean + 2 corruptions x 2 severities)
 @pytest.fixture(autouse=True)
 def _reset_toy():
     toy.ToyColour.calls = toy.ToyConst.calls = 0
-    toy.ToyColour.fail_enabled, toy.ToyColour.interrupt_at = True, 0
+    toy.ToyColour.fail_enabled, toy.ToyColour.interrupt_at, toy.ToyColour.sigint_at = True, 0, 0
     yield
-    toy.ToyColour.fail_enabled, toy.ToyColour.interrupt_at = True, 0
+    toy.ToyColour.fail_enabled, toy.ToyColour.interrupt_at, toy.ToyColour.sigint_at = True, 0, 0
 
 
 def run(cfg, *flags):
@@ -149,6 +149,26 @@ def test_interrupt_inside_a_chunk_resumes_to_identical_numbers(tmp_path):
     assert_same_results(out, ref)
 
 
+def test_ctrl_c_finishes_the_prediction_and_resumes_at_a_chunk_end(tmp_path):
+    # SIGINT during the last image of the first chunk: the prediction completes, the checkpoint holds
+    # all 3 images with the chunk still open, and the rerun closes it without predicting again
+    methods = [{"name": "toy-color"}]
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.toml", out, methods=methods, corruptions=[], n=6)
+    toy.ToyColour.sigint_at = 3
+    assert run(cfg) == 130
+    (state_file,) = (out / "chunks").glob("*/000000-000003.json")
+    state = json.loads(state_file.read_text())
+    assert state["status"] == "partial" and state["next"] == 3 and len(state["rows"]) == 3
+    toy.ToyColour.sigint_at = 0
+    toy.ToyColour.calls = 0
+    assert run(cfg) == 0
+    assert toy.ToyColour.calls == 3
+    ref = tmp_path / "ref"
+    assert run(write_config(tmp_path / "r.toml", ref, methods=methods, corruptions=[], n=6)) == 0
+    assert_same_results(out, ref)
+
+
 def test_two_shards_equal_the_unsharded_run(tmp_path):
     sharded, whole = tmp_path / "sharded", tmp_path / "whole"
     two = ["toy", "toy-b"]  # 7 + 4 images, 4 and 3 classes
@@ -180,10 +200,11 @@ def test_corruption_cache_is_used_when_it_holds_the_image(tmp_path, monkeypatch)
         def __init__(self, root):
             self.root = root
 
-        def get(self, dataset, image_id, corruption, severity, seed):
+        def get(self, dataset, image_id, corruption, severity, seed, fingerprint=None):
             calls.append((dataset, image_id, corruption, severity, seed))
+            assert fingerprint == toy.ToyDataset(n=2).fingerprint
             if image_id == "toy_000":
-                return np.zeros((32, 48, 3), np.uint8), toy.ToyDataset()[0][2]
+                return np.zeros((32, 48, 3), np.uint8), None  # None: the label is unchanged
             return None
 
     mod = types.ModuleType("robustbench_ovss.corruptions.cache")
@@ -223,3 +244,26 @@ def test_progress_modes(capsys):
         p.close()
         assert p.done == 3
     assert "chunk 0 done" in capsys.readouterr().err  # the rich bar's console writes to stderr
+
+
+def test_device_accumulation_path_and_bf16_give_the_same_counts(tmp_path, monkeypatch):
+    """The accelerator code path (torch sums on the device) and bf16 autocast, exercised on the CPU."""
+    from robustbench_ovss import runner as runner_mod
+
+    host = tmp_path / "host"
+    assert run(write_config(tmp_path / "a.toml", host, n=4, corruptions=["toy_noise"], severities=[2])) == 0
+    orig = runner_mod._Runner.__init__
+
+    def on_device(self, *a, **kw):
+        orig(self, *a, **kw)
+        self.on_host = False
+
+    monkeypatch.setattr(runner_mod._Runner, "__init__", on_device)
+    dev = tmp_path / "dev"
+    assert run(write_config(tmp_path / "b.toml", dev, n=4, corruptions=["toy_noise"], severities=[2])) == 0
+    assert_same_results(host, dev)
+    bf16 = tmp_path / "bf16"
+    assert run(write_config(tmp_path / "c.toml", bf16, n=4, corruptions=["toy_noise"], severities=[2], run={"dtype": "bf16"})) == 0
+    a, b = pd.read_csv(host / "results.csv"), pd.read_csv(bf16 / "results.csv")
+    assert (b["dtype"] == "bf16").all() and set(a["unit_key"]).isdisjoint(b["unit_key"])  # dtype is part of the key
+    assert a["miou"].tolist() == b["miou"].tolist()  # the toy methods compute no floats

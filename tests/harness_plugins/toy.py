@@ -7,6 +7,8 @@ inside a method: the segmenters look at colours only.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,7 @@ class ToyColour(Method):
     calls = 0  # predict calls in this process, for resume tests
     fail_enabled = True  # tests switch a failure off to check that a rerun retries the failed unit
     interrupt_at = 0  # raise KeyboardInterrupt at this call number (Ctrl-C in the middle of a chunk)
+    sigint_at = 0  # send this process SIGINT at this call number
 
     def predict(self, image: np.ndarray) -> Any:
         import torch
@@ -103,6 +106,8 @@ class ToyColour(Method):
         type(self).calls += 1
         if type(self).interrupt_at and type(self).calls == type(self).interrupt_at:
             raise KeyboardInterrupt
+        if type(self).sigint_at and type(self).calls == type(self).sigint_at:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered while this prediction runs
         if self.params["sleep"]:
             time.sleep(self.params["sleep"])
         if self.params["fail_on"] >= 0 and type(self).fail_enabled and int(np.median(image[0])) == self.params["fail_on"]:
