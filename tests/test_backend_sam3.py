@@ -311,3 +311,12 @@ def test_builtin_tiny_model_loads_through_the_same_path() -> None:
     assert b.identity.startswith("builtin:tiny-random@")
     assert b.native_size == 336
     assert len(b.encode_text(["wall"])) == 1
+
+
+def test_a_checkpoint_trained_without_the_geometry_token_says_so(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "no_geo")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "ovss_geometry_cls": False}))
+    assert Sam3Backend(str(folder)).geometry_cls is False
+    assert Sam3Backend(str(folder), geometry_cls=True).geometry_cls is True
+    assert Sam3Backend(str(tiny_checkpoint)).geometry_cls is True

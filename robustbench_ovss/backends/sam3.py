@@ -40,6 +40,7 @@ from .resolution import ResolutionSwitch
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TEXT_BATCH = 256  # prompts per text-encoder forward when filling the cache
+GEOMETRY_CLS_CONFIG_KEY = "ovss_geometry_cls"
 COUNTERS = ("text_encoder_calls", "image_encoder_calls", "decoder_calls", "presence_calls", "oom_backoffs")
 
 
@@ -123,11 +124,12 @@ class Sam3Backend:
         geometry_cls: append the image-conditioned CLS token of SAM 3's geometry encoder to every prompt,
             as Meta's SAM 3 (and so both reference methods) does even without boxes; transformers'
             ``Sam3Model`` runs the geometry encoder only when boxes are given. False = transformers'
-            text-only behaviour.
+            text-only behaviour. None (default) = True unless the checkpoint's config.json sets
+            ``"ovss_geometry_cls": false`` (a model trained without the token).
     """
 
     def __init__(self, checkpoint: str, device: str = "cpu", dtype: str = "fp32", allow_download: bool = False,
-                 geometry_cls: bool = True):
+                 geometry_cls: bool | None = None):
         dev = resolve_device(device)
         resolved = resolve_checkpoint(checkpoint, allow_download=allow_download)
         directory = hf_directory(resolved)
@@ -137,7 +139,7 @@ class Sam3Backend:
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, device: str = "cpu", dtype: str = "fp32",
-                   identity: str = "in-memory", geometry_cls: bool = True) -> Sam3Backend:
+                   identity: str = "in-memory", geometry_cls: bool | None = None) -> Sam3Backend:
         """Wrap an already built ``Sam3Model`` and tokenizer (benchmarks, random real-size models)."""
         self = cls.__new__(cls)
         dev = resolve_device(device)
@@ -146,9 +148,11 @@ class Sam3Backend:
         return self
 
     def _setup(self, model: Any, tokenizer: Any, device: torch.device, dtype: str, identity: str,
-               geometry_cls: bool) -> None:
+               geometry_cls: bool | None) -> None:
         self.device = device
         self.dtype = dtype
+        if geometry_cls is None:  # a checkpoint trained without the token says so in its config.json
+            geometry_cls = bool(getattr(model.config, GEOMETRY_CLS_CONFIG_KEY, True))
         self.geometry_cls = bool(geometry_cls)
         # outputs differ without the token, so the identity (part of every unit key) says so
         self.identity = identity if self.geometry_cls else f"{identity}#no-geometry-cls"
