@@ -326,9 +326,13 @@ class _Runner:
         self.device = resolve_device(cfg.run.device, shard)
         self.dtype = resolve_dtype(cfg.run.dtype, self.device)
         self.tdevice = torch.device(self.device)
+        if self.tdevice.type == "cuda":  # a bare "cuda" inside methods then means this rank's GPU
+            torch.cuda.set_device(self.tdevice)
         self.device_desc = device_description(self.device)
-        # On the CPU the confusion matrix is counted with numpy: torch's masked indexing and bincount are
-        # several times slower there (benchmarks/bench_harness.py); on an accelerator it stays on the device.
+        # On the CPU the confusion matrix is counted with numpy (same int64 counts): on an idle machine
+        # torch and numpy are within ~1.5x of each other, but torch's multi-threaded kernels slowed down
+        # ~10x when the cores were shared with other work, and numpy's single thread did not
+        # (benchmarks/bench_harness.py). On an accelerator the counts stay on the device.
         self.on_host = self.tdevice.type == "cpu"
         self.prefix = f"[rank {shard.rank}] " if shard.distributed else (f"[shard {shard.k}/{shard.n}] " if shard.n > 1 else "")
         self.predict_calls: dict[str, int] = {}
