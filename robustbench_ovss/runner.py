@@ -271,6 +271,14 @@ def _plain(v: Any) -> Any:
     return str(v)
 
 
+def label_values(label: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of a label map (int64 [K]); a bincount for the usual uint8 maps, which is
+    several times faster than ``np.unique`` at 1024x2048."""
+    if label.dtype in (np.uint8, np.uint16):
+        return np.flatnonzero(np.bincount(label.ravel())).astype(np.int64)
+    return np.unique(label).astype(np.int64)
+
+
 def image_row(image_id: str, idx: int, conf_img: np.ndarray, stats: dict[str, Any], present: np.ndarray) -> dict[str, Any]:
     """Per-image row: the method's stats, then image_id, index, pixel_acc, miou (and active-set numbers).
 
@@ -654,7 +662,7 @@ class _Runner:
         torch = self.torch
         ds = self.datasets[chunk.dataset]
         ncls = len(ds.classes)
-        present = np.unique(label)
+        present = label_values(label)
         bad = present[(present != IGNORE_INDEX) & ((present < 0) | (present >= ncls))]
         if bad.size:
             raise DataError(f"dataset {chunk.dataset!r}: image {image_id} has label values {bad.tolist()} outside [0, {ncls}) and 255")
