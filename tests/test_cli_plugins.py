@@ -54,7 +54,9 @@ def test_ls_lists_plugins_reports_broken_and_imports_no_torch(site):
 
 def test_entry_point_method_runs_beside_a_broken_plugin(site, tmp_path):
     out = tmp_path / "run"
-    cfg = write_config(tmp_path / "c.toml", out, n=3, corruptions=["toy_noise"], severities=[2],
+    # built-ins (the voc-sample dataset, the gaussian_noise corruption) run beside the plugins
+    cfg = write_config(tmp_path / "c.toml", out, n=3, corruptions=["gaussian_noise"], severities=[2],
+                       datasets=["toy", "voc-sample"],
                        methods=[{"name": "fake-plug", "params": {"value": 2}}, {"name": "toy-color"}])  # fmt: skip
     p = subprocess.run([*bench_cmd(), "run", str(cfg), "--plugins", PLUGIN], env=subprocess_env([str(site)]),
                        capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -62,6 +64,7 @@ def test_entry_point_method_runs_beside_a_broken_plugin(site, tmp_path):
     assert "broken-plug" in p.stderr  # reported as a warning, not fatal
     res = pd.read_csv(out / "results.csv")
     assert sorted(res["label"].unique()) == ["fake-plug", "toy-color"]
+    assert sorted(res["dataset"].unique()) == ["toy", "voc-sample"] and len(res) == 2 * 2 * 2
     assert (res["status"] == "complete").all()
     fake = res[res["label"] == "fake-plug"]
     assert (fake["aacc"] < 0.5).all() and (fake["params"].str.contains('"value": 2')).all()
