@@ -71,12 +71,18 @@ class MetaLayout:
 
 def write_meta_checkpoint(hf: dict[str, torch.Tensor], config, path: Path) -> Path:
     """A Meta-format sam3.pt holding the tensors of ``hf`` (plus tracker and unused detector keys)."""
+    torch.save(meta_state_dict(hf, config), path)
+    return path
+
+
+def meta_state_dict(hf: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+    """The tensors of ``hf`` under Meta's sam3.pt key names and layouts."""
     m = MetaLayout(hf)
     vit = config.vision_config.backbone_config
     V, T, vb = "backbone.vision_backbone", "backbone.language_backbone", "vision_encoder.backbone"
     # ViT trunk: pos_embed keeps a class-token row; fused qkv; precomputed RoPE tables
     pos = m.take(f"{vb}.embeddings.position_embeddings")
-    m.out[f"detector.{V}.trunk.pos_embed"] = torch.cat([torch.randn(1, 1, pos.shape[-1]), pos], dim=1)
+    m.out[f"detector.{V}.trunk.pos_embed"] = torch.cat([torch.randn(1, 1, pos.shape[-1], device=pos.device), pos], dim=1)
     m.copy(f"{V}.trunk.patch_embed.proj", f"{vb}.embeddings.patch_embeddings.projection", params=("weight",))
     m.copy(f"{V}.trunk.ln_pre", f"{vb}.layer_norm")
     head_dim = vit.hidden_size // vit.num_attention_heads
@@ -190,8 +196,7 @@ def write_meta_checkpoint(hf: dict[str, torch.Tensor], config, path: Path) -> Pa
     m.out["detector.geometry_encoder.points_direct_project.weight"] = torch.randn(4, 2)
     m.out["detector.transformer.decoder.instance_query_embed.weight"] = torch.randn(2, 4)
     m.out["tracker.maskmem_tpos_enc"] = torch.randn(7, 1, 1, 8)
-    torch.save(m.out, path)
-    return path
+    return m.out
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +318,32 @@ def test_inferred_heads_follow_the_rope_tables(meta_pt: Path) -> None:
     vit = cfg.vision_config.backbone_config
     assert (vit.num_attention_heads, vit.window_size, vit.global_attn_indexes) == (2, 8, [1])
     assert math.isclose(cfg.vision_config.scale_factors[-1], 0.5)
+
+
+def test_the_real_architecture_is_inferred_from_shapes() -> None:
+    """The published layout (shapes only, meta device) converts back to ``Sam3Config()`` exactly."""
+    from transformers import Sam3Config, Sam3Model
+
+    from robustbench_ovss.backends.convert import infer_config, match_state_dict, to_hf_tensors
+
+    real = Sam3Config()
+    with torch.device("meta"):
+        hf = Sam3Model(real).state_dict()
+    meta = {k[len("detector."):]: v for k, v in meta_state_dict(hf, real).items() if k.startswith("detector.")}
+    state, rope, unmapped = to_hf_tensors(meta)
+    cfg = infer_config(state, rope, special_ids={"pad_token_id": 49407, "bos_token_id": 49406, "eos_token_id": 49407})
+    a, b = cfg.vision_config.backbone_config, real.vision_config.backbone_config
+    for attr in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+                 "patch_size", "window_size", "global_attn_indexes", "pretrain_image_size"):
+        assert getattr(a, attr) == getattr(b, attr), attr
+    assert cfg.vision_config.scale_factors == real.vision_config.scale_factors
+    assert cfg.vision_config.backbone_feature_sizes == real.vision_config.backbone_feature_sizes
+    for attr in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "max_position_embeddings", "projection_dim"):
+        assert getattr(cfg.text_config, attr) == getattr(real.text_config, attr), attr
+    for sub in ("detr_encoder_config", "detr_decoder_config", "geometry_encoder_config", "mask_decoder_config"):
+        got, want = getattr(cfg, sub).to_dict(), getattr(real, sub).to_dict()
+        for key in ("hidden_size", "num_layers", "num_attention_heads", "intermediate_size", "num_queries", "roi_size",
+                    "num_upsampling_stages"):
+            assert got.get(key) == want.get(key), (sub, key)
+    assert len(match_state_dict(cfg, state, unmapped, "real layout")) == len(hf)

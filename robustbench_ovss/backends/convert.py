@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -416,7 +417,7 @@ def convert_checkpoint(sam3_pt: str | Path, out_dir: str | Path, tokenizer_dir: 
             setattr(cfg.text_config, attr, int(value))
     tensors = match_state_dict(cfg, state, unmapped, where)
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")  # concurrent converters never share it
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     cfg.architectures = ["Sam3Model"]
