@@ -82,6 +82,7 @@ class MethodSpec:
 @dataclass(frozen=True)
 class ReportSection:
     reference: str = "segearth-ov3"
+    auto: bool = True  # write RUN_DIR/report when a run finishes its whole plan
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,22 @@ def cli_run(args: Any) -> int:
     except Terminated:
         print("ovss-bench run: terminated; progress is checkpointed, rerun the same command to resume", file=sys.stderr)
         return 143
+    if cfg.report.auto and res.paths and res.statuses and all(res.statuses.values()):
+        write_report(res.run_dir)
     return res.exit_code
+
+
+def write_report(run_dir: Path) -> Path | None:
+    """Build RUN_DIR/report after a finished run; a report problem never fails the run itself."""
+    from .report import build_report
+
+    try:
+        path = build_report([run_dir])
+    except Exception as exc:  # the results are safe on disk; say how to retry
+        log.warning("report not written (%s: %s); run `ovss-bench report %s`", type(exc).__name__, exc, run_dir)
+        return None
+    log.info("report: %s", path)
+    return path
 
 
 def load_plugins(modules: list[str]) -> dict[str, dict[str, str]]:

@@ -19,7 +19,7 @@ def write_config(path: Path, out: Path, **over: Any) -> Path:
     """A toy config (toy dataset of ``n`` images, two corruptions x two severities, two methods).
 
     Keyword overrides: ``n`` (toy images), ``datasets`` (names), ``run`` (dict merged into [run]), ``methods`` (list of tables),
-    ``corruptions`` (list), ``severities``, ``seeds``, ``clean``.
+    ``corruptions`` (list), ``severities``, ``seeds``, ``clean``, ``report_auto``.
     """
     cfg = {
         "run": {"out": str(out), "chunk_size": 3, "workers": 0, "warmup_images": 1, **over.get("run", {})},
@@ -30,6 +30,8 @@ def write_config(path: Path, out: Path, **over: Any) -> Path:
             "clean": over.get("clean", True),
         },
         "methods": over.get("methods", [{"name": "toy-color"}, {"name": "toy-const", "params": {"value": 1}}]),
+        # reports cost seconds of plotting; only tests about the automatic report turn it on
+        "report": {"reference": "toy-color", "auto": over.get("report_auto", False)},
     }
     if "seeds" in over:
         cfg["run"]["seeds"] = over["seeds"]
