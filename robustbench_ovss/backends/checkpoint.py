@@ -205,7 +205,9 @@ def load_model(directory: Path, spec: str = "") -> tuple[Any, Any]:
 
     where = spec or str(directory)
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # we report mismatches ourselves, as one line
+    hf_logging.disable_progress_bar()  # a per-tensor bar for a sub-second load only clutters run logs
     try:
         model, info = Sam3Model.from_pretrained(
             str(directory), dtype=torch.float32, local_files_only=True, output_loading_info=True
@@ -217,6 +219,8 @@ def load_model(directory: Path, spec: str = "") -> tuple[Any, Any]:
         raise CheckpointError(f"checkpoint {where!r} could not be loaded as Sam3Model: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     problems = []
     for label in ("missing_keys", "mismatched_keys", "unexpected_keys"):
         keys = sorted(str(k) for k in info.get(label, ()) or ())
