@@ -29,3 +29,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from robustbench_ovss.backends.tiny import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-sam3"), image_size=336, seed=0, initializer_range=0.2)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are op-overhead bound: one torch thread is fastest and immune to a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,12 +15,7 @@ from robustbench_ovss.backends.sam3 import Sam3Backend
 from robustbench_ovss.errors import CheckpointError, ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -26,13 +26,7 @@ from robustbench_ovss.errors import CheckpointError
 PROMPTS = ["wall", "red car", "sky", "person"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are op-overhead bound: one thread is fastest, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _axial_freqs_cis(head_dim: int, side: int, scale: float, theta: float = 10000.0) -> torch.Tensor:
