@@ -106,6 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--log-dir", default=None, help="where curves go (default: OUT/../demo-sam3-logs)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop early (and save) after this long")
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop after this many steps of the --steps schedule (reproduces a time-limited run)")
     ap.add_argument("--vocab-size", type=int, default=120)
     ap.add_argument("--n-train", type=int, default=64, help="toy pool size (--toy only)")
     ap.add_argument("--n-val", type=int, default=12)
@@ -121,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--instance-weight", type=float, default=1.0)
     ap.add_argument("--extra-prob", type=float, default=0.5)
     ap.add_argument("--low-prob", type=float, default=0.25)
+    ap.add_argument("--low-prompts", type=int, default=0, help="prompts per image at the preview size (0 = --prompts)")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -129,6 +132,15 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--detr-layers", type=int, default=2)
     ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--init-from", default=None, help="start from this checkpoint dir (a stage-2 run)")
+    ap.add_argument("--scene-offset", type=int, default=0, help="first scene index of the train stream")
+    ap.add_argument("--decay-start", type=int, default=0,
+                    help="step where the LR starts its linear decay to 5%% (overrides --hold); 0 = --hold")
+    ap.add_argument("--anneal-minutes", type=float, default=0.0,
+                    help="with --max-minutes: start the decay this many minutes before the budget ends "
+                         "(the step is recorded in training_meta.json as --decay-start/--stop-at)")
+    ap.add_argument("--hard-negatives", action="store_true",
+                    help="half the negatives share a colour with a present concept (synthetic styles)")
     ap.add_argument("--toy", action="store_true", help="train on the toy stand-in scenes (tests only)")
     ap.add_argument("--save-every", type=int, default=500)
     args = ap.parse_args(argv)
@@ -161,9 +173,14 @@ def main(argv=None) -> int:
 
         def batch_scenes(step):
             # fresh scenes every step: scene k of the ("train", seed) stream, k = step * images + b
-            first = step * args.images
+            first = args.scene_offset + step * args.images
             return render(range(first, first + args.images), "train", args.scene_size, args.vocab_size, args.seed)
     num_classes = len(names)
+    confusable = None
+    if args.hard_negatives and not args.toy:
+        from robustbench_ovss.training.data import confusable_labels, hard_negative_pool
+
+        confusable = confusable_labels(args.vocab_size)
     texts = [prompt_text(n) for n in names]
     hyps = hypernyms_of(texts)
     print(f"[data] {num_classes} classes, {len(val)} val scenes "
@@ -183,6 +200,14 @@ def main(argv=None) -> int:
     config.text_config.bos_token_id = tokenizer.bos_token_id
     config.text_config.eos_token_id = tokenizer.eos_token_id
     model = build_model(config, seed=args.seed)
+    if args.init_from:
+        from transformers import AutoTokenizer, Sam3Model
+
+        src = Sam3Model.from_pretrained(args.init_from)
+        missing = model.load_state_dict(src.state_dict(), strict=True)
+        tokenizer = AutoTokenizer.from_pretrained(args.init_from)
+        print(f"[init] weights and tokenizer from {args.init_from} ({missing})", flush=True)
+        del src
     n_params = count_parameters(model)
     print(f"[model] {n_params / 1e6:.2f} M parameters", flush=True)
     hook = PresenceHook(model)
@@ -195,7 +220,8 @@ def main(argv=None) -> int:
         lr=args.lr, betas=(0.9, 0.999),
     )
     cfg = StepConfig(images_per_step=args.images, prompts_per_image=args.prompts, size=args.image_size,
-                     low_size=args.image_size * 2 // 3, low_prob=args.low_prob, extra_prob=args.extra_prob)
+                     low_size=args.image_size * 2 // 3, low_prob=args.low_prob, extra_prob=args.extra_prob,
+                     low_prompts=args.low_prompts)
     inst_start = int(args.instance_start * args.steps)
 
     train_csv = log_dir / "train_log.csv"
@@ -225,15 +251,34 @@ def main(argv=None) -> int:
     step = 0
     last = None
     t_train = time.time()
+    decay_start = args.decay_start
+    decay_end = args.stop_at or args.steps
+    recent: list[float] = []
     for step in range(args.steps):
-        lr = lr_at(step, args.steps, args.lr, args.warmup, hold_frac=args.hold)
+        if decay_start:
+            if step < args.warmup:
+                lr = args.lr * (step + 1) / args.warmup
+            else:
+                t = min(1.0, max(0.0, (step - decay_start) / max(1, decay_end - decay_start)))
+                lr = args.lr * (1.0 - 0.95 * t)
+        else:
+            lr = lr_at(step, args.steps, args.lr, args.warmup, hold_frac=args.hold)
         for g in opt.param_groups:
             g["lr"] = lr
         if step >= inst_start:
             ramp = min(1.0, (step - inst_start + 1) / max(1, args.warmup * 2))
             cfg.instance_weight = args.instance_weight * ramp
         ts = time.time()
-        s = train_step(model, opt, hook, bank, batch_scenes(step), num_classes, cfg, rng)
+        bs = batch_scenes(step)
+        neg_pool = hard_negative_pool(bs, confusable) if confusable else None
+        s = train_step(model, opt, hook, bank, bs, num_classes, cfg, rng, negative_pool=neg_pool)
+        recent = (recent + [time.time() - ts])[-100:]
+        if (args.anneal_minutes and args.max_minutes and not decay_start
+                and (time.time() - t0) / 60 >= args.max_minutes - args.anneal_minutes):
+            decay_start = step + 1
+            decay_end = decay_start + int(args.anneal_minutes * 60 / max(1e-3, float(np.mean(recent))))
+            args.stop_at = decay_end
+            print(f"[anneal] linear decay from step {decay_start} to {decay_end}", flush=True)
         row = {"step": step, "lr": lr, "sec": round(time.time() - ts, 3), **s}
         row.setdefault("matched", 0)
         if tw is None:
@@ -249,12 +294,16 @@ def main(argv=None) -> int:
         if args.save_every and step > 0 and step % args.save_every == 0:
             meta.update(step=step, last_eval=last)
             save_checkpoint(model, tokenizer, out, meta)
+        if args.stop_at and step + 1 >= args.stop_at:
+            print(f"[stop] --stop-at {args.stop_at}", flush=True)
+            break
         if args.max_minutes and (time.time() - t0) / 60 > args.max_minutes:
             print(f"[stop] time budget reached at step {step}", flush=True)
             break
     tf.flush()
     last = do_eval(step + 1)
-    meta.update(step=step + 1, last_eval=last, train_minutes=round((time.time() - t_train) / 60, 1),
+    meta.update(step=step + 1, last_eval=last, decay_start=decay_start, decay_end=decay_end,
+                reproduce=f"--decay-start {decay_start} --stop-at {step + 1}" if decay_start else "", train_minutes=round((time.time() - t_train) / 60, 1),
                 seconds_per_step=round((time.time() - t_train) / max(1, step + 1), 3))
     model.eval()
     save_checkpoint(model, tokenizer, out, meta)

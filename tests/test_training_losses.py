@@ -164,3 +164,24 @@ def test_targets_coverage_and_instances():
         else:
             assert inst[row].shape[0] == 0  # background and absent concepts have no instances
     assert valid.min() < 1  # the ignored pixel lowers one cell's weight
+
+
+def test_hard_negatives_come_from_the_pool():
+    rng = np.random.default_rng(0)
+    s = _scene([3])
+    pb = sample_prompts([s], num_classes=50, prompts_per_image=6, rng=rng, negative_pool=[[7, 8, 3]])
+    cls = pb.class_id.tolist()
+    negatives = [c for c in cls if c not in s.present()]
+    assert len(negatives) == 4
+    assert {7, 8} <= set(negatives)  # up to half the negatives (2 of 4) from the pool, present 3 excluded
+
+
+def test_confusable_labels_share_a_colour():
+    from robustbench_ovss.datasets.synthetic import concept_style
+    from robustbench_ovss.training.data import confusable_labels
+
+    conf = confusable_labels(40)
+    assert conf[0] == [] and len(conf) == 41
+    for b in conf[1]:
+        a_cols = {concept_style(0).primary, concept_style(0).secondary}
+        assert a_cols & {concept_style(b - 1).primary, concept_style(b - 1).secondary}

@@ -33,3 +33,31 @@ def render(indices: Sequence[int], split: str, size: int, vocab_size: int, seed:
 def synthetic_scenes(split: str, n: int, size: int, vocab_size: int, seed: int) -> tuple[list[str], list[Scene]]:
     """(class names, the first ``n`` scenes of the ``(seed, split)`` stream)."""
     return class_names(vocab_size), render(range(n), split, size, vocab_size, seed)
+
+
+def confusable_labels(vocab_size: int, background: bool = True) -> list[list[int]]:
+    """Per label id, the label ids of concepts that share a colour with it (hard negatives).
+
+    Uses the generator's public concept styles (``synthetic.concept_style``): two concepts are
+    confusable when one's primary or secondary colour is the other's primary or secondary colour.
+    """
+    from ..datasets.synthetic import concept_style
+
+    off = 1 if background else 0
+    cols = [{tuple(concept_style(c).primary), tuple(concept_style(c).secondary)} for c in range(vocab_size)]
+    out: list[list[int]] = [[] for _ in range(vocab_size + off)]
+    for a in range(vocab_size):
+        out[a + off] = [b + off for b in range(vocab_size) if b != a and cols[a] & cols[b]]
+    return out
+
+
+def hard_negative_pool(scenes, confusable: list[list[int]]) -> list[list[int]]:
+    """Per scene, the confusable labels of its present labels (present ones removed later)."""
+    pools = []
+    for s in scenes:
+        pool: set[int] = set()
+        for c in s.present():
+            if c < len(confusable):
+                pool.update(confusable[c])
+        pools.append(sorted(pool))
+    return pools

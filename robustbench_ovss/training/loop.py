@@ -73,6 +73,7 @@ class StepConfig:
     size: int = 336
     low_size: int = 224
     low_prob: float = 0.25
+    low_prompts: int = 0  # prompts per image at ``low_size`` (0 = prompts_per_image)
     extra_prob: float = 0.5
     extra_drop: float = 0.15
     aux_presence_weight: float = 0.5
@@ -101,13 +102,20 @@ def train_step(
     cfg: StepConfig,
     rng: np.random.Generator,
     classes: Sequence[int] | None = None,
+    negative_pool: Sequence[Sequence[int]] | None = None,
 ) -> dict:
-    """One forward/backward/update on ``batch_scenes`` (prompts sampled here); returns the loss terms."""
+    """One forward/backward/update on ``batch_scenes`` (prompts sampled here); returns the loss terms.
+
+    ``negative_pool``: per scene, preferred (hard) negative label ids for up to half the negatives.
+    """
     model.train()
     low = rng.random() < cfg.low_prob
     size = cfg.low_size if low else cfg.size
     with_extra = (not low) and rng.random() < cfg.extra_prob
-    pb: PromptBatch = sample_prompts(batch_scenes, num_classes, cfg.prompts_per_image, rng, classes=classes)
+    pb: PromptBatch = sample_prompts(
+        batch_scenes, num_classes, (cfg.low_prompts or cfg.prompts_per_image) if low else cfg.prompts_per_image,
+        rng, classes=classes, negative_pool=negative_pool,
+    )
 
     pixels = preprocess([s.image for s in batch_scenes], size)
     feats, mask = bank.encode(model, with_extra, cfg.extra_drop, rng)

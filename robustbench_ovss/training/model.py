@@ -237,11 +237,18 @@ def count_parameters(model) -> int:
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict | None = None) -> Path:
-    """HF layout: config.json + model.safetensors + tokenizer files (+ training_meta.json)."""
+    """HF layout: config.json (with ``ovss_geometry_cls: false``) + model.safetensors + tokenizer files
+    (+ training_meta.json)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    # trained through Sam3Model.forward with text only, i.e. without the image-conditioned geometry CLS
+    # token that Meta's model (and, by default, the sam3 backend) appends to every prompt: say so
+    cfg_path = out / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["ovss_geometry_cls"] = False
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     if meta is not None:
         (out / "training_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
