@@ -90,5 +90,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# -- pytest-benchmark entry points (`pytest benchmarks/bench_methods.py --benchmark-enable`), so that
+# `--benchmark-autosave` / `--benchmark-compare` track the tiny-model forward between commits too.
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the script above needs only torch
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.fixture(scope="module")
+    def _setup():
+        from robustbench_ovss.backends.sam3 import Sam3Backend
+        from robustbench_ovss.datasets.synthetic import render_scene
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        backend = Sam3Backend("builtin:tiny-random", device="cpu", dtype="fp32")
+        image = render_scene(0, size=256, vocab_size=120).image
+        yield backend, image
+        torch.set_num_threads(before)
+
+    @pytest.mark.parametrize("method", ["activesam", "segearth-ov3", "sam3"])
+    def test_method_predict_150_classes(benchmark, _setup, method: str) -> None:
+        from robustbench_ovss.method import MethodContext
+        from robustbench_ovss.registry import METHODS
+
+        backend, image = _setup
+        vocab = vocabulary(150)
+        m = METHODS.get(method)()
+        m.setup(MethodContext(vocabulary=vocab, bg_idx=None, prob_thd=0.0, dataset="synthetic", backend=backend,
+                              class_names=[v[0] for v in vocab]))
+        pred = benchmark.pedantic(m.predict, args=(image,), rounds=3, iterations=1, warmup_rounds=1)
+        assert tuple(pred.shape) == image.shape[:2]
+        benchmark.extra_info["prompts_decoded"] = m.stats().get("prompts_decoded")
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
