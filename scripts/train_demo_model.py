@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scene-offset", type=int, default=0, help="first scene index of the train stream")
     ap.add_argument("--decay-start", type=int, default=0,
                     help="step where the LR starts its linear decay to 5%% (overrides --hold); 0 = --hold")
+    ap.add_argument("--decay-end", type=int, default=0,
+                    help="step where the linear decay reaches 5%% (default: --stop-at or --steps)")
     ap.add_argument("--anneal-minutes", type=float, default=0.0,
                     help="with --max-minutes: start the decay this many minutes before the budget ends "
                          "(the step is recorded in training_meta.json as --decay-start/--stop-at)")
@@ -252,7 +254,7 @@ def main(argv=None) -> int:
     last = None
     t_train = time.time()
     decay_start = args.decay_start
-    decay_end = args.stop_at or args.steps
+    decay_end = args.decay_end or args.stop_at or args.steps
     recent: list[float] = []
     for step in range(args.steps):
         if decay_start:
@@ -303,7 +305,8 @@ def main(argv=None) -> int:
     tf.flush()
     last = do_eval(step + 1)
     meta.update(step=step + 1, last_eval=last, decay_start=decay_start, decay_end=decay_end,
-                reproduce=f"--decay-start {decay_start} --stop-at {step + 1}" if decay_start else "", train_minutes=round((time.time() - t_train) / 60, 1),
+                reproduce=(f"--decay-start {decay_start} --decay-end {decay_end} --stop-at {step + 1}"
+                           if decay_start else f"--stop-at {step + 1}"), train_minutes=round((time.time() - t_train) / 60, 1),
                 seconds_per_step=round((time.time() - t_train) / max(1, step + 1), 3))
     model.eval()
     save_checkpoint(model, tokenizer, out, meta)

@@ -33,7 +33,7 @@ from ..errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-BUILTINS = {"tiny-random": "tiny-sam3-random"}
+BUILTINS = {"tiny-random": "tiny-sam3-random", "demo": "demo-sam3"}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
 META_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
