@@ -26,7 +26,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from robustbench_ovss.training.batching import Scene  # noqa: E402
 from robustbench_ovss.training.loop import StepConfig, TextBank, evaluate, lr_at, train_step  # noqa: E402
 from robustbench_ovss.training.model import (  # noqa: E402
     PresenceHook,
