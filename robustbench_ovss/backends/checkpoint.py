@@ -61,7 +61,7 @@ def resolve_checkpoint(spec: str | os.PathLike[str], allow_download: bool = Fals
     """Classify and locate ``spec`` (see the module docstring); raises CheckpointError if it is not found."""
     text = str(spec).strip()
     if not text:
-        raise CheckpointError("backend.checkpoint is empty: expected an HF directory, a sam3.pt file, a hub id or builtin:tiny-random")
+        raise CheckpointError(f"backend.checkpoint is empty: expected an HF directory, a sam3.pt file, a hub id or {_builtin_names()}")
     if text.startswith("builtin:"):
         return ResolvedCheckpoint("builtin", text, text, _builtin_dir(text.split(":", 1)[1]))
     path = Path(os.path.expanduser(text))
@@ -78,8 +78,12 @@ def resolve_checkpoint(spec: str | os.PathLike[str], allow_download: bool = Fals
         return ResolvedCheckpoint("hub", text, text, _hub_snapshot(text, allow_download))
     raise CheckpointError(
         f"checkpoint {text!r} does not exist: expected an HF checkpoint directory, a sam3.pt file, "
-        f"a hub id such as facebook/sam3, or builtin:tiny-random"
+        f"a hub id such as facebook/sam3, or {_builtin_names()}"
     )
+
+
+def _builtin_names() -> str:
+    return " / ".join(f"builtin:{name}" for name in BUILTINS)
 
 
 def _builtin_dir(name: str) -> Path:
