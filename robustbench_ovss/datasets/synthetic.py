@@ -15,15 +15,20 @@ Scenes
     and sensor grain finish the image.
 
 Concept appearance (deterministic from the concept's index ``c`` in ``configs/vocab/synthetic.txt``)
-    * primary colour ``PALETTE[c % 16]``; group ``g = c // 16``;
+    * primary colour ``PALETTE[c % 16]``, group ``g = c // 16``, secondary colour
+      ``PALETTE[(c + OFFSETS[g % 15]) % 16]``;
     * texture family ``TEXTURES[(g + c) % 8]`` (mottled, stripes, checker, dots, waves, rings, grid,
-      spots) drawn in the primary and a secondary colour ``PALETTE[(c + OFFSETS[g % 15]) % 16]``, with a
-      concept-specific period (3.5%..7% of the image side) and random orientation per instance;
+      spots; shifted by 4 for the upper half of a group whose offset is 8, see below) drawn in the two
+      colours, with a concept-specific period (3.5%..7% of the image side) and random orientation per
+      instance;
     * shape family ``SHAPES[(c + 3 g) % 6]`` with per-instance aspect, rotation and wobble.
-    Up to 16 concepts differ by primary colour. Up to 240 concepts have distinct (primary, secondary,
-    texture) triples, but every colour appears in many concepts (as primary and as secondary), so a
-    pixel's colour alone cannot name its concept: the local two-colour pattern does. Beyond 240, concepts
-    repeat a colour pair with another texture. Per-instance brightness, tint and shading vary the look.
+    Up to 16 concepts differ by primary colour. The offsets of groups 0-7 are 1..8 in some order, so
+    the first 120 concepts are exactly the C(16, 2) = 120 unordered colour pairs: every colour appears
+    in 15 of them, so a pixel's colour alone cannot name a concept, but the local two-colour pattern
+    does (stripes, checker, waves and rings look the same with their colours swapped, so a swapped
+    pair with the same texture would be a duplicate; version 1 had such duplicates). Groups 8-14 use
+    the complementary offsets: the same pairs again, told apart by texture; up to 240 concepts have
+    distinct appearances. Per-instance brightness, tint and shading vary the look.
     Shape is a weak cue by design: a tiny model learns colour + texture in minutes on a CPU, shape not.
 
 Labels
@@ -73,7 +78,7 @@ __all__ = [
     "render_scene",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: The 16 concept colours (RGB), chosen >= 16 CIEDE2000 apart from each other.
 PALETTE = np.array(
@@ -103,7 +108,8 @@ COLOUR_NAMES = (
 )  # fmt: skip
 TEXTURES = ("mottled", "stripes", "checker", "dots", "waves", "rings", "grid", "spots")
 SHAPES = ("ellipse", "blob", "flower", "rounded-box", "triangle", "egg")
-OFFSETS = (8, 5, 11, 3, 13, 6, 10, 2, 14, 4, 12, 7, 9, 1, 15)  # secondary colour = primary + offset (mod 16)
+# secondary colour = primary + offset (mod 16); groups 0-7 cover every unordered pair once (module doc)
+OFFSETS = (5, 3, 7, 1, 6, 2, 4, 8, 11, 13, 9, 15, 10, 14, 12)
 
 MAX_OBJECTS = 10
 MIN_AREA, MAX_AREA, MAX_EXTRA_AREA = 0.02, 0.40, 0.12
@@ -145,7 +151,7 @@ def concept_style(c: int) -> ConceptStyle:
         index=c,
         primary=tuple(float(x) for x in PALETTE[p]),  # type: ignore[arg-type]
         secondary=tuple(float(x) for x in PALETTE[s]),  # type: ignore[arg-type]
-        texture=TEXTURES[(g + c) % len(TEXTURES)],
+        texture=TEXTURES[(g + c + (4 if s == (p + 8) % 16 and p >= 8 else 0)) % len(TEXTURES)],
         shape=SHAPES[(c + 3 * g) % len(SHAPES)],
         period=period,
     )
