@@ -99,6 +99,61 @@ def plot_curves(train_csv: Path, eval_csv: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
+def contrastive_stage(args, model, bank, num_classes: int, val, log_dir: Path, rng) -> None:
+    """Stage 0 (``--contrastive-steps``): align vision tokens and texts before the detector losses."""
+    from robustbench_ovss.training.contrastive import contrastive_step, dense_contrastive_loss, token_targets
+    from robustbench_ovss.training.data import render
+    from robustbench_ovss.training.model import mean_pool, preprocess, text_hidden
+
+    log_scale = torch.nn.Parameter(torch.tensor(float(np.log(10.0))))
+    params = [p for n_, p in model.named_parameters()
+              if n_.startswith(("vision_encoder.", "text_encoder.", "text_projection."))]
+    opt = torch.optim.AdamW([{"params": params, "weight_decay": args.weight_decay},
+                             {"params": [log_scale], "weight_decay": 0.0}], lr=args.lr)
+    low = args.image_size * 2 // 3
+
+    @torch.no_grad()
+    def val_acc(size: int) -> float:
+        model.eval()
+        grid = size // 14
+        vis = model.get_vision_features(pixel_values=preprocess([s.image for s in val], size))
+        level = next(f for f in vis.fpn_hidden_states if f.shape[-1] == grid)
+        text = mean_pool(model.text_projection(text_hidden(model, bank.ids, bank.mask)), bank.mask)
+        tg = token_targets(val, (grid, grid), num_classes)
+        keep = tg >= 0
+        tok = torch.nn.functional.normalize(level.permute(0, 2, 3, 1)[keep], dim=-1)
+        pred = (tok @ torch.nn.functional.normalize(text, dim=-1).T).argmax(-1)
+        loss = dense_contrastive_loss(level, text, tg, log_scale)
+        fg = tg[keep] > 0
+        print(f"[contrastive eval] size {size}: val token accuracy {(pred == tg[keep]).float().mean():.3f} "
+              f"(concept tokens {(pred == tg[keep])[fg].float().mean():.3f}) loss {float(loss):.3f}", flush=True)
+        return float((pred == tg[keep]).float().mean())
+
+    with open(log_dir / "contrastive_log.csv", "w", newline="") as f:
+        w = None
+        for k in range(args.contrastive_steps):
+            lr = args.lr * min(1.0, (k + 1) / max(1, args.warmup))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            first = args.scene_offset + 50_000_000 + k * args.contrastive_images
+            scenes = render(range(first, first + args.contrastive_images), "train", args.scene_size,
+                            args.vocab_size, args.seed)
+            size = low if rng.random() < args.low_prob else args.image_size
+            row = {"step": k, "lr": lr, **contrastive_step(model, opt, bank, scenes, num_classes, size, log_scale)}
+            if w is None:
+                w = csv.DictWriter(f, fieldnames=list(row))
+                w.writeheader()
+            w.writerow(row)
+            if k % 50 == 0:
+                f.flush()
+                print(f"[c{k}] " + " ".join(f"{a}={b:.4g}" if isinstance(b, float) else f"{a}={b}"
+                                            for a, b in row.items()), flush=True)
+            if k and k % 500 == 0:
+                val_acc(args.image_size)
+    val_acc(args.image_size)
+    val_acc(low)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "robustbench_ovss/assets/demo-sam3"))
@@ -120,6 +175,12 @@ def main(argv=None) -> int:
     ap.add_argument("--hold", type=float, default=0.6)
     ap.add_argument("--instance-start", type=float, default=0.35)
     ap.add_argument("--instance-weight", type=float, default=1.0)
+    ap.add_argument("--contrastive-steps", type=int, default=0,
+                    help="stage 0: this many steps of dense image-text contrastive alignment first "
+                         "(training/contrastive.py), then the SAM 3 losses")
+    ap.add_argument("--contrastive-images", type=int, default=8, help="scenes per contrastive step")
+    ap.add_argument("--rank-weight", type=float, default=0.0,
+                    help="weight of the cross-entropy across an image's prompts (losses.prompt_softmax_loss)")
     ap.add_argument("--extra-prob", type=float, default=0.5)
     ap.add_argument("--low-prob", type=float, default=0.25)
     ap.add_argument("--low-prompts", type=int, default=0, help="prompts per image at the preview size (0 = --prompts)")
@@ -132,6 +193,8 @@ def main(argv=None) -> int:
     ap.add_argument("--detr-layers", type=int, default=2)
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--init-from", default=None, help="start from this checkpoint dir (a stage-2 run)")
+    ap.add_argument("--init-partial", action="store_true",
+                    help="with --init-from: take only the tensors whose name and shape match (other widths)")
     ap.add_argument("--scene-offset", type=int, default=0, help="first scene index of the train stream")
     ap.add_argument("--decay-start", type=int, default=0,
                     help="step where the LR starts its linear decay to 5%% (overrides --hold); 0 = --hold")
@@ -205,9 +268,16 @@ def main(argv=None) -> int:
         from transformers import AutoTokenizer, Sam3Model
 
         src = Sam3Model.from_pretrained(args.init_from)
-        missing = model.load_state_dict(src.state_dict(), strict=True)
-        tokenizer = AutoTokenizer.from_pretrained(args.init_from)
-        print(f"[init] weights and tokenizer from {args.init_from} ({missing})", flush=True)
+        if args.init_partial:
+            # e.g. a wider DETR / text / mask decoder on the same ViT: take every tensor whose shape matches
+            own = model.state_dict()
+            take = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(take, strict=False)
+            missing = f"{len(take)} of {len(own)} tensors taken"
+        else:
+            missing = model.load_state_dict(src.state_dict(), strict=True)
+            tokenizer = AutoTokenizer.from_pretrained(args.init_from)
+        print(f"[init] weights from {args.init_from} ({missing})", flush=True)
         del src
     n_params = count_parameters(model)
     print(f"[model] {n_params / 1e6:.2f} M parameters", flush=True)
@@ -222,7 +292,7 @@ def main(argv=None) -> int:
     )
     cfg = StepConfig(images_per_step=args.images, prompts_per_image=args.prompts, size=args.image_size,
                      low_size=args.image_size * 2 // 3, low_prob=args.low_prob, extra_prob=args.extra_prob,
-                     low_prompts=args.low_prompts)
+                     low_prompts=args.low_prompts, rank_weight=args.rank_weight)
     inst_start = int(args.instance_start * args.steps)
 
     train_csv = log_dir / "train_log.csv"
@@ -248,6 +318,9 @@ def main(argv=None) -> int:
         ef.flush()
         print(f"[eval {step}] {json.dumps(m)} ({time.time() - te:.0f}s)", flush=True)
         return m
+
+    if args.contrastive_steps:
+        contrastive_stage(args, model, bank, num_classes, val, log_dir, rng)
 
     step = 0
     last = None

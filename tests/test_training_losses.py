@@ -185,3 +185,36 @@ def test_confusable_labels_share_a_colour():
     for b in conf[1]:
         a_cols = {concept_style(0).primary, concept_style(0).secondary}
         assert a_cols & {concept_style(b - 1).primary, concept_style(b - 1).secondary}
+
+
+def test_prompt_softmax_loss_prefers_the_right_prompt() -> None:
+    import torch
+
+    from robustbench_ovss.training.losses import prompt_softmax_loss
+
+    # two images, two prompts each; image 0: prompt 0 covers the left half, prompt 1 the right half
+    t = torch.zeros(4, 2, 2)
+    t[0, :, 0] = 1.0
+    t[1, :, 1] = 1.0
+    t[2] = 0.3  # image 1: nothing covers a cell by >= 0.5 -> skipped
+    idx = torch.tensor([0, 0, 1, 1])
+    pres = torch.zeros(4)
+    good = torch.full((4, 2, 2), -4.0)
+    good[0, :, 0] = good[1, :, 1] = 4.0
+    bad = -good
+    lg = prompt_softmax_loss(good, pres, t, idx)
+    lb = prompt_softmax_loss(bad, pres, t, idx)
+    assert lg < 0.05 < 2.0 < lb
+    # equal semantic maps: the presence logit decides
+    flat = torch.zeros(4, 2, 2)
+    assert prompt_softmax_loss(flat, torch.tensor([5.0, -5.0, 0, 0]), t, idx) > prompt_softmax_loss(
+        flat, torch.tensor([0.0, 0.0, 0, 0]), t, idx
+    )
+    # gradients flow to both the maps and the presence
+    s = good.clone().requires_grad_(True)
+    p = pres.clone().requires_grad_(True)
+    prompt_softmax_loss(s, p, t, idx).backward()
+    assert s.grad.abs().sum() > 0 and p.grad.abs().sum() > 0
+    assert s.grad[2:].abs().sum() == 0  # skipped image gets nothing
+    # nothing covered anywhere -> 0, not NaN
+    assert prompt_softmax_loss(flat, pres, torch.zeros(4, 2, 2), idx).item() == 0.0

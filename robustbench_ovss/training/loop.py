@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .batching import PromptBatch, Scene, make_targets, sample_prompts
-from .losses import instance_loss, presence_loss, semantic_loss
+from .losses import instance_loss, presence_loss, prompt_softmax_loss, semantic_loss
 from .model import PresenceHook, forward_prompts, mean_pool, preprocess, text_hidden, tokenize
 
 
@@ -78,6 +78,7 @@ class StepConfig:
     extra_drop: float = 0.15
     aux_presence_weight: float = 0.5
     semantic_weight: float = 1.0
+    rank_weight: float = 0.0  # prompt_softmax_loss (cross-entropy across an image's prompts); 0 = off
     instance_weight: float = 0.0  # set by the schedule (0 = presence + semantic only)
 
 
@@ -128,6 +129,10 @@ def train_step(
     l_aux = presence_loss(all_pres[:-1], pb.present) if all_pres is not None and all_pres.shape[0] > 1 else l_pres * 0
     l_sem = semantic_loss(out.semantic_seg[:, 0], sem_t, pb.present, valid=valid)
     loss = l_pres + cfg.aux_presence_weight * l_aux + cfg.semantic_weight * l_sem
+    l_rank = torch.zeros(())
+    if cfg.rank_weight > 0:
+        l_rank = prompt_softmax_loss(out.semantic_seg[:, 0], out.presence_logits, sem_t, pb.image_index)
+        loss = loss + cfg.rank_weight * l_rank
     stats = {}
     if cfg.instance_weight > 0:
         l_inst, stats = instance_loss(out.pred_masks, out.pred_logits, inst_t)
@@ -146,6 +151,7 @@ def train_step(
         "presence": float(l_pres.detach()),
         "presence_aux": float(l_aux.detach()),
         "semantic": float(l_sem.detach()),
+        "rank": float(l_rank.detach()),
         "instance": float(l_inst.detach()),
         "presence_acc": acc,
         "grad_norm": float(gn),

@@ -106,3 +106,37 @@ def instance_loss(
     else:
         mask = mask_logits.sum() * 0.0
     return mask + score_weight * score, {"matched": int(sum(x.shape[0] for x in pm))}
+
+
+def prompt_softmax_loss(
+    semantic_logits: torch.Tensor,
+    presence_logits: torch.Tensor,
+    targets: torch.Tensor,
+    image_index: torch.Tensor,
+    min_cover: float = 0.5,
+) -> torch.Tensor:
+    """Cross-entropy across one image's prompts at each pixel: the inference-time argmax, trained.
+
+    The methods label a pixel with the prompt of the largest ``sigmoid(semantic) * sigmoid(presence)``
+    (DESIGN §6), so the score compared here is its log, ``logsigmoid(semantic) + logsigmoid(presence)``,
+    softmaxed over the prompts of the same image; the target is the prompt whose concept covers at
+    least ``min_cover`` of the cell. Cells no prompt covers that much are skipped. Per-prompt BCE
+    (``semantic_loss``) says "this map should be off"; this term says "off *relative to* the right
+    prompt", which is what tells same-colour concepts apart.
+
+    ``semantic_logits`` [N, h, w]; ``presence_logits`` [N] or [N, 1]; ``targets`` [N, h, w] soft
+    coverage; ``image_index`` long [N] (prompt -> image). Returns the mean over covered cells.
+    """
+    pres = presence_logits.reshape(-1)
+    score = F.logsigmoid(semantic_logits) + F.logsigmoid(pres)[:, None, None]
+    total, count = score.sum() * 0.0, 0
+    for b in torch.unique(image_index):
+        sel = image_index == b
+        s, t = score[sel], targets[sel]  # [P, h, w]
+        cover, tgt = t.max(0)
+        keep = cover >= min_cover
+        if not keep.any():
+            continue
+        total = total + F.cross_entropy(s.permute(1, 2, 0)[keep], tgt[keep], reduction="sum")
+        count += int(keep.sum())
+    return total / max(count, 1)
