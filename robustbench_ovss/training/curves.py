@@ -37,7 +37,7 @@ def combine(stages: Sequence[tuple[str, str | Path, int]], out_dir: str | Path, 
         offset += used
         bounds.append(offset)
     tr = pd.concat(trs, ignore_index=True)
-    cols = [c for c in ("loss", "presence", "presence_aux", "semantic", "instance", "presence_acc", "sec") if c in tr]
+    cols = [c for c in ("loss", "presence", "presence_aux", "semantic", "rank", "instance", "presence_acc", "sec") if c in tr]
     tr["bin"] = tr["global_step"] // every * every
     agg = tr.groupby(["bin", "stage"], sort=True)[cols].mean().reset_index().rename(columns={"bin": "global_step"})
     agg.round(4).to_csv(out / "train_curve.csv", index=False)
@@ -45,7 +45,7 @@ def combine(stages: Sequence[tuple[str, str | Path, int]], out_dir: str | Path, 
     if len(ev):
         ev.to_csv(out / "eval_curve.csv", index=False)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    for k in ("presence", "semantic", "instance"):
+    for k in ("presence", "semantic", "rank", "instance"):
         if k in agg:
             axes[0].plot(agg["global_step"], agg[k], label=k)
     axes[0].set_xlabel("step")
