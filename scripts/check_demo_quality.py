@@ -16,6 +16,7 @@ Prints a markdown table and one line per target; exits 1 when a target is missed
 from __future__ import annotations
 
 import argparse
+from itertools import pairwise
 import sys
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def check(df: pd.DataFrame) -> list[tuple[str, bool, str]]:
         if not any(k in cor for k in MONOTONIC) or label not in clean.index or label not in TARGET_METHODS:
             continue
         seq = [float(clean.loc[label, "miou"])] + g.sort_values("severity")["miou"].astype(float).tolist()
-        ok = all(b <= a + 1e-9 for a, b in zip(seq, seq[1:]))
+        ok = all(b <= a + 1e-9 for a, b in pairwise(seq))
         out.append((f"mIoU non-increasing with severity ({label}, {cor})", ok, " > ".join(f"{v:.3f}" for v in seq)))
     # mean over every unit of the run: the first units' images are warm-up and carry no time
     fps = df.groupby("label")["fps"].mean()
