@@ -16,8 +16,8 @@ Prints a markdown table and one line per target; exits 1 when a target is missed
 from __future__ import annotations
 
 import argparse
-from itertools import pairwise
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
