@@ -99,11 +99,19 @@ def plot_curves(train_csv: Path, eval_csv: Path, out_png: Path) -> None:
     plt.close(fig)
 
 
+def fmt_row(row: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
 def contrastive_stage(args, model, bank, num_classes: int, val, log_dir: Path, rng) -> None:
     """Stage 0 (``--contrastive-steps``): align vision tokens and texts before the detector losses."""
-    from robustbench_ovss.training.contrastive import contrastive_step, dense_contrastive_loss, token_targets
+    from robustbench_ovss.training.contrastive import (
+        contrastive_step,
+        dense_contrastive_loss,
+        grid_tokens_and_texts,
+        token_targets,
+    )
     from robustbench_ovss.training.data import render
-    from robustbench_ovss.training.model import mean_pool, preprocess, text_hidden
 
     log_scale = torch.nn.Parameter(torch.tensor(float(np.log(10.0))))
     params = [p for n_, p in model.named_parameters()
@@ -115,11 +123,8 @@ def contrastive_stage(args, model, bank, num_classes: int, val, log_dir: Path, r
     @torch.no_grad()
     def val_acc(size: int) -> float:
         model.eval()
-        grid = size // 14
-        vis = model.get_vision_features(pixel_values=preprocess([s.image for s in val], size))
-        level = next(f for f in vis.fpn_hidden_states if f.shape[-1] == grid)
-        text = mean_pool(model.text_projection(text_hidden(model, bank.ids, bank.mask)), bank.mask)
-        tg = token_targets(val, (grid, grid), num_classes)
+        level, text = grid_tokens_and_texts(model, bank, val, size)
+        tg = token_targets(val, tuple(level.shape[-2:]), num_classes)
         keep = tg >= 0
         tok = torch.nn.functional.normalize(level.permute(0, 2, 3, 1)[keep], dim=-1)
         pred = (tok @ torch.nn.functional.normalize(text, dim=-1).T).argmax(-1)
@@ -146,8 +151,7 @@ def contrastive_stage(args, model, bank, num_classes: int, val, log_dir: Path, r
             w.writerow(row)
             if k % 50 == 0:
                 f.flush()
-                print(f"[c{k}] " + " ".join(f"{a}={b:.4g}" if isinstance(b, float) else f"{a}={b}"
-                                            for a, b in row.items()), flush=True)
+                print(f"[c{k}] {fmt_row(row)}", flush=True)
             if k and k % 500 == 0:
                 val_acc(args.image_size)
     val_acc(args.image_size)
@@ -361,8 +365,7 @@ def main(argv=None) -> int:
         tw.writerow(row)
         if step % 25 == 0:
             tf.flush()
-            print(f"[{step}] " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in row.items()), flush=True)
+            print(f"[{step}] {fmt_row(row)}", flush=True)
         if args.eval_every and step > 0 and step % args.eval_every == 0:
             last = do_eval(step)
         if args.save_every and step > 0 and step % args.save_every == 0:

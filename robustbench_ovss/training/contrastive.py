@@ -59,19 +59,24 @@ def dense_contrastive_loss(
     return F.cross_entropy(logits, targets[keep])
 
 
+def grid_tokens_and_texts(model, bank, scenes: Sequence[Scene], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(vision tokens at the DETR grid [B, C, g, g], mean-pooled projected text features [V, C]) of
+    ``scenes`` at input side ``size`` and of every text of ``bank``."""
+    vis = model.get_vision_features(pixel_values=preprocess([s.image for s in scenes], size))
+    grid = size // model.config.vision_config.backbone_config.patch_size
+    level = next(f for f in vis.fpn_hidden_states if f.shape[-1] == grid)  # what the DETR encoder reads
+    text = mean_pool(model.text_projection(text_hidden(model, bank.ids, bank.mask)), bank.mask)
+    return level, text
+
+
 def contrastive_step(
     model, optimizer, bank, scenes: Sequence[Scene], num_classes: int, size: int, log_scale: torch.Tensor
 ) -> dict:
     """One update of the vision encoder, text encoder and ``text_projection`` with the dense
     contrastive loss on ``scenes`` at input side ``size`` (pixels)."""
     model.train()
-    pixels = preprocess([s.image for s in scenes], size)
-    vis = model.get_vision_features(pixel_values=pixels)
-    grid = size // model.config.vision_config.backbone_config.patch_size
-    level = next(f for f in vis.fpn_hidden_states if f.shape[-1] == grid)  # what the DETR encoder reads
-    hidden = text_hidden(model, bank.ids, bank.mask)
-    text = mean_pool(model.text_projection(hidden), bank.mask)
-    targets = token_targets(scenes, (grid, grid), num_classes)
+    level, text = grid_tokens_and_texts(model, bank, scenes, size)
+    targets = token_targets(scenes, tuple(level.shape[-2:]), num_classes)
     loss = dense_contrastive_loss(level, text, targets, log_scale)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
