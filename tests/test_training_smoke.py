@@ -108,3 +108,22 @@ def test_script_runs_two_toy_steps(tmp_path):
     logs = tmp_path / "demo-logs"
     assert (logs / "train_log.csv").read_text().count("\n") == 3  # header + 2 steps
     assert (logs / "eval_log.csv").read_text().count("\n") == 2  # header + final eval
+
+
+def test_appended_tokens_in_training_equal_activesams_at_inference(tmp_path):
+    """Training appends ActiveSAM's 4 tokens built exactly as the method builds them through the backend
+    (same pooling, neighbours, hypernyms and projection), so the full pass sees in training what it sees
+    at inference."""
+    from robustbench_ovss.backends.sam3 import Sam3Backend
+    from robustbench_ovss.vocab.expansion import ExpansionTokens
+
+    names, tok, model, bank = _micro()
+    out = save_checkpoint(model.eval(), tok, tmp_path / "ck")
+    with torch.no_grad():
+        feats, mask = bank.encode(model, with_extra=True)
+    be = Sam3Backend(checkpoint=str(out), device="cpu", dtype="fp32")
+    ref = ExpansionTokens.build(names, bank.hypernyms, embed=be.text_embeddings_1024, project=be.project)
+    assert feats.shape[1] == mask.shape[1] == bank.ids.shape[1] + 4
+    torch.testing.assert_close(mask[:, -4:], ref.mask)
+    got = feats[:, -4:] * mask[:, -4:, None]
+    torch.testing.assert_close(got, ref.features * ref.mask[..., None], atol=1e-5, rtol=1e-5)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .batching import PromptBatch, Scene, make_targets, sample_prompts
 from .losses import instance_loss, presence_loss, prompt_softmax_loss, semantic_loss
-from .model import PresenceHook, forward_prompts, mean_pool, preprocess, text_hidden, tokenize
+from .model import PresenceHook, forward_prompts, mean_pool, preprocess, text_hidden, token_embeddings, tokenize
 
 
 @dataclass
@@ -45,14 +45,16 @@ class TextBank:
             return feats, self.mask
         from ..vocab.expansion import ExpansionTokens
 
-        pooled = mean_pool(hidden, self.mask)
+        # pooled like the sam3 backend's text_embeddings_1024 (input token embeddings), so the tokens
+        # seen in training are the ones ActiveSAM appends at inference
+        pooled = mean_pool(token_embeddings(model, self.ids), self.mask)
         cache: dict[str, torch.Tensor] = {}
 
         def embed(texts: list[str]) -> torch.Tensor:
             missing = [t for t in texts if t not in cache and t not in self.texts]
             if missing:
                 ids, m = tokenize(self.tokenizer, missing)
-                pm = mean_pool(text_hidden(model, ids, m), m)
+                pm = mean_pool(token_embeddings(model, ids), m)
                 for t, v in zip(missing, pm):
                     cache[t] = v
             return torch.stack([pooled[self.texts.index(t)] if t in self.texts else cache[t] for t in texts])

@@ -184,6 +184,15 @@ def text_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) ->
     return out.last_hidden_state
 
 
+def token_embeddings(model, input_ids: torch.Tensor) -> torch.Tensor:
+    """The text encoder's input token embeddings [N, L, H_text] (before its transformer).
+
+    ActiveSAM pools these, not the final hidden states, into the vectors its appended tokens are made
+    of (the ``sam3`` backend's ``text_embeddings_1024`` default); training must build them the same way.
+    """
+    return model.text_encoder.text_model.embeddings.token_embedding(input_ids)
+
+
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
