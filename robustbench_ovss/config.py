@@ -18,6 +18,7 @@ from typing import Any, get_type_hints
 
 import tomli_w
 
+from .backends.numerics import NUMERICS as BACKEND_NUMERICS
 from .errors import ConfigError, OvssError
 
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
@@ -45,6 +46,9 @@ class BackendSection:
     name: str = "sam3"
     checkpoint: str = "facebook/sam3"
     allow_download: bool = False
+    # auto = what the checkpoint declares (config.json "ovss_numerics"; absent = meta, as from Meta or the
+    # hub) | meta = Meta's SAM 3 numerics, as the reference methods | transformers = Sam3Model as built
+    numerics: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"{w}: [run] device {r.device!r} is not one of {DEVICES_HELP}")
     if r.dtype not in DTYPES:
         raise ConfigError(f"{w}: [run] dtype {r.dtype!r} is not one of {', '.join(DTYPES)}")
+    if cfg.backend.numerics not in BACKEND_NUMERICS:
+        raise ConfigError(f"{w}: [backend] numerics {cfg.backend.numerics!r} is not one of {', '.join(BACKEND_NUMERICS)}")
     bad_sev = [s for s in cfg.corruptions.severities if not 1 <= s <= 5]
     if bad_sev:
         raise ConfigError(f"{w}: [corruptions] severities must be in 1..5, got {bad_sev}")

@@ -404,10 +404,13 @@ class _Runner:
         backend = None
         if any(getattr(o, "needs_backend", False) for o in objs):
             bcls = BACKENDS.get(self.cfg.backend.name)
-            backend = bcls(
+            kwargs: dict[str, Any] = dict(
                 checkpoint=self.cfg.backend.checkpoint, device=self.device, dtype=self.dtype,
                 allow_download=self.cfg.backend.allow_download,
             )  # fmt: skip
+            if self.cfg.backend.numerics != "auto":  # a plugin backend need not know the key unless it is set
+                kwargs["numerics"] = self.cfg.backend.numerics
+            backend = bcls(**kwargs)
         infos = []
         for spec, obj in zip(specs, objs, strict=True):
             version = str(getattr(obj, "version", "1"))
@@ -425,7 +428,7 @@ class _Runner:
         manifest = {
             **self.meta_common, "dtype": self.dtype, "device_spec": self.device, "written_at": now_iso(),
             "shard": [self.shard.k, self.shard.n], "world_size": self.shard.world_size,
-            "backend": {"name": self.cfg.backend.name, "identity": getattr(backend, "identity", None)} if backend else None,
+            "backend": _backend_manifest(self.cfg.backend.name, backend) if backend else None,
             "datasets": {d.name: {"root": roots[d.name], "fingerprint": d.fingerprint, "vocab_hash": d.vocab_hash,
                                   "n_images": d.n_images, "limit": d.limit} for d in plan.datasets},
         }  # fmt: skip
@@ -748,6 +751,15 @@ class _Runner:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+def _backend_manifest(name: str, backend: Any) -> dict[str, Any]:
+    """Backend provenance: name, identity, and the numerics and TF32 flags it runs with."""
+    out: dict[str, Any] = {"name": name, "identity": getattr(backend, "identity", None)}
+    report = getattr(backend, "numerics_report", None)
+    if report is not None:
+        out.update(report.to_dict())
+    return out
 
 
 def _one_line(exc: BaseException) -> str:

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(words)} words to {ASSETS / 'tiny_words.txt'}")
     from robustbench_ovss.backends.tiny import build_tiny_checkpoint
 
-    out = build_tiny_checkpoint(args.out, image_size=args.image_size, seed=args.seed, initializer_range=args.init_range)
+    out = build_tiny_checkpoint(args.out, image_size=args.image_size, seed=args.seed, initializer_range=args.init_range,
+                                numerics="transformers")  # as shipped: the builtin keeps transformers' numerics
     size = sum(p.stat().st_size for p in out.iterdir())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
     return 0

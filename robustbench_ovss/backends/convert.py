@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from .numerics import META_LAYER_NORM_EPS, NUMERICS_CONFIG_KEY
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ def infer_config(state: Mapping[str, torch.Tensor], rope: Mapping[int, tuple[int
         hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
         num_attention_heads=max(1, hidden // head_dim), image_size=image_size, patch_size=patch,
         window_size=window or 24, global_attn_indexes=global_idx, pretrain_image_size=pretrain,
+        layer_norm_eps=META_LAYER_NORM_EPS,  # Meta's ViT: partial(nn.LayerNorm, eps=1e-5); transformers' default 1e-6
     )
     neck = "vision_encoder.neck.fpn_layers."
     scales = []
@@ -266,6 +268,7 @@ def infer_config(state: Mapping[str, torch.Tensor], rope: Mapping[int, tuple[int
     vision = Sam3VisionConfig(
         backbone_config=vit, fpn_hidden_size=fpn, scale_factors=scales,
         backbone_feature_sizes=[[int(grid * s)] * 2 for s in scales if s >= 1.0],
+        layer_norm_eps=META_LAYER_NORM_EPS,
     )
     tm = "text_encoder.text_model."
     vocab, t_hidden = _shape(state, tm + "embeddings.token_embedding.weight", where)
@@ -275,11 +278,13 @@ def infer_config(state: Mapping[str, torch.Tensor], rope: Mapping[int, tuple[int
         projection_dim=_shape(state, "text_encoder.text_projection.weight", where)[0],
         num_hidden_layers=_count(state, tm + "encoder.layers."), num_attention_heads=max(1, t_hidden // 64),
         max_position_embeddings=_shape(state, tm + "embeddings.position_embedding.weight", where)[0], hidden_act="gelu",
+        layer_norm_eps=META_LAYER_NORM_EPS,
         **{k: v for k, v in (special_ids or {}).items() if v is not None},
     )
     d = _shape(state, "text_projection.weight", where)[0]
     heads = _shape(state, "detr_decoder.box_rpb_embed_x.layer2.weight", where)[0]
-    common = dict(hidden_size=d, num_attention_heads=heads)
+    # every sub-config says Meta's eps (transformers builds those LayerNorms with 1e-5 whatever it reads)
+    common = dict(hidden_size=d, num_attention_heads=heads, layer_norm_eps=META_LAYER_NORM_EPS)
     return Sam3Config(
         vision_config=vision,
         text_config=text,
@@ -421,6 +426,7 @@ def convert_checkpoint(sam3_pt: str | Path, out_dir: str | Path, tokenizer_dir: 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     cfg.architectures = ["Sam3Model"]
+    setattr(cfg, NUMERICS_CONFIG_KEY, "meta")  # the weights are Meta's: run them with Meta's numerics
     cfg.save_pretrained(tmp)
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(tmp)

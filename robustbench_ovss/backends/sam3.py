@@ -34,6 +34,7 @@ from ..errors import ConfigError
 from ..registry import BACKENDS
 from .base import Decoded, ImageFeatures, TextFeatures
 from .checkpoint import checkpoint_identity, hf_directory, load_model, resolve_checkpoint
+from .numerics import NumericsReport, apply_numerics, checkpoint_numerics, resolve_numerics
 from .preprocess import image_to_pixels, tokenize
 from .resolution import ResolutionSwitch
 
@@ -126,37 +127,53 @@ class Sam3Backend:
             ``Sam3Model`` runs the geometry encoder only when boxes are given. False = transformers'
             text-only behaviour. None (default) = True unless the checkpoint's config.json sets
             ``"ovss_geometry_cls": false`` (a model trained without the token).
+        numerics: "meta" = Meta's SAM 3 numerics (LayerNorm eps 1e-5 everywhere, raw presence logits,
+            TF32 on Ampere+ CUDA as Meta's builder sets it), what the reference methods compute;
+            "transformers" = transformers' ``Sam3Model`` as its config builds it; "auto" (default) =
+            what the checkpoint's config.json declares in ``ovss_numerics`` ("meta" when absent, as
+            in every checkpoint from Meta or the hub). See :mod:`.numerics`.
     """
 
     def __init__(self, checkpoint: str, device: str = "cpu", dtype: str = "fp32", allow_download: bool = False,
-                 geometry_cls: bool | None = None):
+                 geometry_cls: bool | None = None, numerics: str = "auto"):
         dev = resolve_device(device)
         resolved = resolve_checkpoint(checkpoint, allow_download=allow_download)
         directory = hf_directory(resolved)
         model, tokenizer = load_model(directory, resolved.spec)
-        self._setup(model, tokenizer, dev, resolve_dtype(dtype, dev), checkpoint_identity(resolved, directory), geometry_cls)
+        self._setup(model, tokenizer, dev, resolve_dtype(dtype, dev), checkpoint_identity(resolved, directory),
+                    geometry_cls, numerics)
         self.checkpoint_dir = directory
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, device: str = "cpu", dtype: str = "fp32",
-                   identity: str = "in-memory", geometry_cls: bool | None = None) -> Sam3Backend:
-        """Wrap an already built ``Sam3Model`` and tokenizer (benchmarks, random real-size models)."""
+                   identity: str = "in-memory", geometry_cls: bool | None = None, numerics: str = "auto") -> Sam3Backend:
+        """Wrap a freshly built ``Sam3Model`` and tokenizer (benchmarks, random real-size models).
+
+        The model's modules are changed in place to run ``numerics``.
+        """
         self = cls.__new__(cls)
         dev = resolve_device(device)
-        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity, geometry_cls)
+        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity, geometry_cls, numerics)
         self.checkpoint_dir = None
         return self
 
     def _setup(self, model: Any, tokenizer: Any, device: torch.device, dtype: str, identity: str,
-               geometry_cls: bool | None) -> None:
+               geometry_cls: bool | None, numerics: str = "auto") -> None:
         self.device = device
         self.dtype = dtype
         if geometry_cls is None:  # a checkpoint trained without the token says so in its config.json
             geometry_cls = bool(getattr(model.config, GEOMETRY_CLS_CONFIG_KEY, True))
         self.geometry_cls = bool(geometry_cls)
-        # outputs differ without the token, so the identity (part of every unit key) says so
-        self.identity = identity if self.geometry_cls else f"{identity}#no-geometry-cls"
+        self.numerics = resolve_numerics(numerics, model.config)
+        # outputs differ without the token or with other numerics than the checkpoint declares, so the
+        # identity (part of every unit key) says so
+        if not self.geometry_cls:
+            identity = f"{identity}#no-geometry-cls"
+        if self.numerics != checkpoint_numerics(model.config):
+            identity = f"{identity}#numerics={self.numerics}"
+        self.identity = identity
         self.model = model.to(device).eval()
+        self.numerics_report: NumericsReport = apply_numerics(self.model, self.numerics, device)
         self.tokenizer = tokenizer
         self.config = model.config
         self.switch = ResolutionSwitch(self.model.vision_encoder.backbone)
@@ -169,7 +186,8 @@ class Sam3Backend:
         self._text_cache: dict[str, _TextEntry] = {}
 
     def __repr__(self) -> str:
-        return f"Sam3Backend({self.identity!r}, device={str(self.device)!r}, dtype={self.dtype!r}, native_size={self.native_size})"
+        return (f"Sam3Backend({self.identity!r}, device={str(self.device)!r}, dtype={self.dtype!r}, "
+                f"numerics={self.numerics!r}, native_size={self.native_size})")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

@@ -155,6 +155,7 @@ def build_tiny_checkpoint(
     seed: int = 0,
     extra_words: Iterable[str] = (),
     dtype: str = "float32",
+    numerics: str | None = None,
     **config_overrides: Any,
 ) -> Path:
     """Write a tiny random SAM 3 checkpoint directory loadable like ``facebook/sam3``.
@@ -165,6 +166,8 @@ def build_tiny_checkpoint(
         seed: torch seed of the random weights (same seed + same word list = identical files).
         extra_words: more words for the tokenizer vocabulary.
         dtype: storage dtype of the weights ("float32" or "float16"; loading always computes in float32).
+        numerics: written to config.json as ``ovss_numerics`` ("meta" | "transformers"); None = not
+            written, i.e. Meta's numerics as for a checkpoint from the hub (:mod:`.numerics`).
         **config_overrides: keyword arguments of :func:`tiny_config` (hidden_size, vit_layers, ...).
     Returns:
         The directory path, holding config.json, model.safetensors and the tokenizer files.
@@ -186,6 +189,10 @@ def build_tiny_checkpoint(
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
     if dtype == "float16":
         model = model.to(torch.float16)
+    if numerics is not None:
+        if numerics not in ("meta", "transformers"):
+            raise ValueError(f"numerics must be 'meta' or 'transformers', got {numerics!r}")
+        config.ovss_numerics = numerics
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _write_provenance(out, seed=seed, image_size=image_size, overrides=config_overrides, n_words=len(tokenizer))

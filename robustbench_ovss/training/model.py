@@ -246,7 +246,8 @@ def count_parameters(model) -> int:
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict | None = None) -> Path:
-    """HF layout: config.json (with ``ovss_geometry_cls: false``) + model.safetensors + tokenizer files
+    """HF layout: config.json (with ``ovss_geometry_cls: false``, ``ovss_numerics: "transformers"``) +
+    model.safetensors + tokenizer files
     (+ training_meta.json)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -257,6 +258,9 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict | None = N
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["ovss_geometry_cls"] = False
+    # trained with transformers' numerics (ViT LayerNorm eps from the config, presence clamped to +-10):
+    # the backend keeps them for this model (robustbench_ovss.backends.numerics)
+    cfg["ovss_numerics"] = "transformers"
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     if meta is not None:
         (out / "training_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
