@@ -36,7 +36,7 @@ class RunSection:
     workers: int = 2  # data-loading processes (decode + corrupt) ahead of the model; 0 = in-process
     checkpoint_images: int = 100  # checkpoint a chunk's partial results every N images ...
     checkpoint_seconds: float = 300.0  # ... or every N seconds, whichever comes first
-    warmup_images: int = 3  # first N images per method and process are not timed
+    warmup_calls: int = 3  # untimed extra predict calls per method on the first image of each dataset, per process
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     save_preds: int = 0  # save prediction overlays of the first K images per unit (report)
 
@@ -105,6 +105,12 @@ class RunConfig:
     def out_dir(self) -> Path:
         return Path(self.run.out or f"runs/{self.name}")
 
+
+# keys of earlier versions whose meaning changed: one line saying what to write instead
+RENAMED = {
+    ("[run]", "warmup_images"): "every image is now timed; write warmup_calls = N for N untimed extra predict "
+                                "calls per method on the first image of each dataset",
+}
 
 _SECTIONS = {
     "run": RunSection,
@@ -175,6 +181,8 @@ def _build(cls: type, body: Any, section: str, where: str) -> Any:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in body:
+        if (section, key) in RENAMED:
+            raise ConfigError(f"{where}: {section} {key} was replaced: {RENAMED[(section, key)]}")
         if key not in fields:
             raise ConfigError(f"{where}: {section} unknown key {key!r} (allowed: {', '.join(sorted(fields))})")
     values = {}
@@ -229,7 +237,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"{w}: [run] seeds must list at least one seed")
     if r.chunk_size < 1:
         raise ConfigError(f"{w}: [run] chunk_size must be >= 1, got {r.chunk_size}")
-    for key in ("limit", "workers", "checkpoint_images", "warmup_images", "threads", "save_preds"):
+    for key in ("limit", "workers", "checkpoint_images", "warmup_calls", "threads", "save_preds"):
         if getattr(r, key) < 0:
             raise ConfigError(f"{w}: [run] {key} must be >= 0, got {getattr(r, key)}")
     if r.checkpoint_seconds <= 0:

@@ -4,7 +4,10 @@ Per chunk (one dataset, corruption, severity and seed, a range of images) a torc
 workers load every image and corrupt it once, ahead of the model; every method whose unit is not yet
 finished predicts on that same corrupted image; each prediction is checked, turned into an int64
 confusion matrix on the device and added to the unit's running sum. Model time is measured around
-``predict`` only (device synchronised, warm-up images skipped). The running state of each (unit,
+``predict`` only (device synchronised) on every evaluated image, after ``warmup_calls`` untimed
+``predict`` calls per method on the first image of each dataset in this process; the methods take
+turns going first on consecutive images. Pipeline time adds the image's loading and corruption and the
+method's metric update. The running state of each (unit,
 chunk) is checkpointed to the run directory every ``checkpoint_images`` images or
 ``checkpoint_seconds``, and at the end of the chunk; see :mod:`robustbench_ovss.store`.
 
@@ -62,7 +65,8 @@ class RunResult:
         run_dir: the run directory.
         statuses: unit_key -> "complete" | "failed" | None (waiting for other shards); only filled by
             the process that finalised (every process outside torchrun, rank 0 under it).
-        predict_calls: label -> number of ``predict`` calls made by this process.
+        predict_calls: label -> number of ``predict`` calls on evaluated images made by this process
+            (the untimed warm-up calls are not counted).
         images_loaded: images this process loaded and corrupted.
         paths: the collected CSV files (empty when this process did not collect).
     """
@@ -199,11 +203,13 @@ class _Items:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[int, str, np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[int, str, np.ndarray, np.ndarray, float]:
+        """(item index, image_id, image, label, seconds spent loading and corrupting it)."""
         chunk = self.chunks[self.items[i][0]]
+        t0 = time.perf_counter()
         image_id, image, label = load_item(self.datasets[chunk.dataset], chunk, self.items[i][1], self.cache,
                                            self.fingerprints.get(chunk.dataset))  # fmt: skip
-        return i, image_id, image, label
+        return i, image_id, image, label, time.perf_counter() - t0
 
 
 def load_item(
@@ -364,6 +370,7 @@ class _Runner:
         self.setup_seconds: dict[tuple[str, str], float] = {}
         self.setup_errors: dict[tuple[str, str], str] = {}
         self._set_up_for: dict[int, str] = {}
+        self._warm: set[tuple[int, str]] = set()  # (method index, dataset) warmed up in this process
         self._resolved: dict[tuple[int, str], Any] = {}
         self.stop = _DeferredStop(install=False)
         self.meta_common = {
@@ -515,6 +522,8 @@ class _Runner:
                     st = new_chunk_state(u, c, ncls[c.dataset])
                 elif st["status"] == FAILED:  # a rerun retries from the image that failed
                     st.update(status=PARTIAL, error="", failed_image="")
+                for k in ("pipeline_seconds", "data_seconds"):  # older checkpoints did not time these
+                    st.setdefault(k, float("nan"))
                 if st["next"] >= c.stop:  # stopped after its last image, before the chunk was closed
                     st.update(status=COMPLETE, updated_at=now_iso())
                     self.rd.write_chunk(u.unit_key, c, st)
@@ -555,14 +564,14 @@ class _Runner:
         stop = self.stop = _DeferredStop()
         n = 0
         try:
-            for i, image_id, image, label in batches:
+            for i, image_id, image, label, data_s in batches:
                 chunk = chunk_by_index[items[i][0]]
                 if cur is None or chunk.index != cur.index:
                     if cur is not None:
                         self._finish_chunk(cur, slots, progress)
                     cur, slots = chunk, pending[chunk.index]
                     self._start_chunk(cur, slots)
-                self._image(cur, slots, items[i][1], image_id, image, label)
+                self._image(cur, slots, items[i][1], image_id, image, label, data_s)
                 n += 1
                 progress.advance(1, f"{cur.dataset} {cur.condition.tag}")
                 self._maybe_checkpoint(cur, slots)
@@ -676,7 +685,14 @@ class _Runner:
         self._checkpoint(chunk, [s])
 
     # -- per image ---------------------------------------------------------------------------------
-    def _image(self, chunk: Chunk, slots: list[_Slot], idx: int, image_id: str, image: np.ndarray, label: np.ndarray) -> None:
+    def _image(self, chunk: Chunk, slots: list[_Slot], idx: int, image_id: str, image: np.ndarray, label: np.ndarray,
+               data_seconds: float = float("nan")) -> None:
+        """Every open slot's method predicts on ``image``; ``data_seconds`` = its loading + corruption time.
+
+        The methods take turns going first (the order rotates with the image index): whichever method
+        runs while the loader's workers refill their queue shares the cores with them, so a fixed order
+        would make one method's speed depend on its place in the list (benchmarks/bench_timing_order.py).
+        """
         torch = self.torch
         ds = self.datasets[chunk.dataset]
         ncls = len(ds.classes)
@@ -689,17 +705,16 @@ class _Runner:
         save_k = self.cfg.run.save_preds
         if save_k and idx < save_k:
             _save_png(self.rd.root / "samples" / chunk.dataset / chunk.condition.tag / f"{_safe(image_id)}.png", image)
-        for s in slots:
+        for s in rotated(slots, idx):
             if not s.open or idx < s.state["next"]:
                 continue
             if self.stop.signum is not None:  # stopping: the remaining methods resume at this image
                 break
             m = self.methods[s.method_idx]
             label_name = s.unit.label
-            count = self.predict_calls.get(label_name, 0)
-            self.predict_calls[label_name] = count + 1
-            timed = count >= self.cfg.run.warmup_images
             try:
+                self._warm_up(s.method_idx, chunk.dataset, image)
+                self.predict_calls[label_name] = self.predict_calls.get(label_name, 0) + 1
                 inp = image.copy()  # a method that writes into its input must not change what the next one sees
                 if self.tdevice.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(self.tdevice)
@@ -708,13 +723,15 @@ class _Runner:
                 with torch.inference_mode(), self._autocast():
                     pred = m.predict(inp)
                 self._sync(m)
-                dt = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                dt = t1 - t0
                 stats = m.stats() if hasattr(m, "stats") else {}
                 pred = check_prediction(pred, label.shape, ncls, label_name)
                 pred = pred.cpu().numpy() if self.on_host else pred.to(self.tdevice)
                 conf_img = confusion_matrix(pred, label_t, ncls)
                 conf_np = conf_img if self.on_host else conf_img.cpu().numpy()
                 row = image_row(image_id, idx, conf_np, stats, present)
+                metric_s = time.perf_counter() - t1
             except Exception as exc:
                 log.debug("predict of %s on %s failed", label_name, image_id, exc_info=True)
                 self._fail(chunk, s, image_id, _one_line(exc))
@@ -723,13 +740,13 @@ class _Runner:
             s.conf += conf_img
             s.state["rows"].append(row)
             s.state["next"] = idx + 1
-            if timed:
-                s.state["model_seconds"] += dt
-                s.state["timed_images"] += 1
+            s.state["model_seconds"] += dt
+            s.state["timed_images"] += 1
+            s.state["pipeline_seconds"] += data_seconds + dt + metric_s
+            s.state["data_seconds"] += data_seconds
             s.updating = False
-            if timed:
-                s.seconds_here += dt
-                s.timed_here += 1
+            s.seconds_here += dt
+            s.timed_here += 1
             if self.tdevice.type == "cuda":
                 peak = torch.cuda.max_memory_allocated(self.tdevice) / 2**20
                 old = s.state.get("peak_mem_mb")
@@ -737,6 +754,18 @@ class _Runner:
             s.dirty = True
             if save_k and idx < save_k:
                 _save_png(self.rd.root / "preds" / s.key / f"{_safe(image_id)}.png", np.asarray(pred.cpu() if hasattr(pred, "cpu") else pred))
+
+    def _warm_up(self, mi: int, dataset: str, image: np.ndarray) -> None:
+        """``warmup_calls`` untimed ``predict`` calls of method ``mi`` on the first image of ``dataset``
+        it sees in this process (allocator, kernel selection, caches), so that every image is timed."""
+        if (mi, dataset) in self._warm:
+            return
+        self._warm.add((mi, dataset))
+        m = self.methods[mi]
+        for _ in range(self.cfg.run.warmup_calls):
+            with self.torch.inference_mode(), self._autocast():
+                m.predict(image.copy())
+        self._sync(m)
 
     def _sync(self, method: Any) -> None:
         if self.backend is not None and getattr(method, "needs_backend", False):
@@ -751,6 +780,15 @@ class _Runner:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+def rotated(items: list[Any], k: int) -> list[Any]:
+    """``items`` starting at position ``k mod len``: image k's method order (each method goes first
+    equally often over consecutive images)."""
+    if not items:
+        return []
+    j = k % len(items)
+    return items[j:] + items[:j]
 
 
 def _backend_manifest(name: str, backend: Any) -> dict[str, Any]:

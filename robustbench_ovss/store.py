@@ -207,6 +207,10 @@ def new_chunk_state(unit: Unit, chunk: Chunk, num_classes: int) -> dict[str, Any
         "rows": [],
         "model_seconds": 0.0,
         "timed_images": 0,
+        # per image: its loading + corruption (shared by every method, charged in full to each) + this
+        # method's predict + its metric update; the ActiveSAM paper's Table 3 speed protocol
+        "pipeline_seconds": 0.0,
+        "data_seconds": 0.0,
         "setup_seconds": float("nan"),
         "peak_mem_mb": float("nan"),
         "peak_rss_mb": float("nan"),
@@ -254,6 +258,9 @@ def finalize_unit(rd: RunDir, unit: Unit, chunks: Sequence[Chunk], force: bool =
     metrics = summarize(conf)
     model_seconds = float(sum(s["model_seconds"] for s in present))
     timed = int(sum(s["timed_images"] for s in present))
+    # a checkpoint written before the pipeline timing existed has no value for its images: NaN, not 0
+    pipeline_seconds = float(sum(s.get("pipeline_seconds", float("nan")) for s in present))
+    data_seconds = float(sum(s.get("data_seconds", float("nan")) for s in present))
     meta = next((s["meta"] for s in present if s.get("meta")), {})
     devices = sorted({s["meta"].get("device", "") for s in present if s.get("meta")} - {""})
     rec = {
@@ -272,6 +279,9 @@ def finalize_unit(rd: RunDir, unit: Unit, chunks: Sequence[Chunk], force: bool =
         "model_seconds": model_seconds,
         "timed_images": timed,
         "fps": timed / model_seconds if timed and model_seconds > 0 else float("nan"),
+        "pipeline_seconds": pipeline_seconds,
+        "data_seconds": data_seconds,
+        "pipeline_fps": timed / pipeline_seconds if timed and pipeline_seconds > 0 else float("nan"),
         "setup_seconds": _nanmax([s["setup_seconds"] for s in present]),
         "peak_mem_mb": _nanmax([s["peak_mem_mb"] for s in present]),
         "peak_rss_mb": _nanmax([s["peak_rss_mb"] for s in present]),
@@ -336,13 +346,18 @@ def git_sha() -> str:
 RESULT_COLUMNS = [
     "method", "label", "method_version", "params_hash", "backend", "checkpoint", "dataset", "corruption",
     "severity", "seed", "n_images", "limit", "status", "error", "failed_image", "miou", "aacc", "macc",
-    "fps", "timed_images", "model_seconds", "setup_seconds", "peak_mem_mb", "peak_rss_mb", "device",
+    "fps", "timed_images", "model_seconds", "pipeline_fps", "pipeline_seconds", "data_seconds", "setup_seconds", "peak_mem_mb", "peak_rss_mb", "device",
     "dtype", "threads", "active_size", "active_recall", "prompts_decoded", "versions", "torch_version",
     "transformers_version", "corruption_lib_version", "package_version", "git_sha", "config_hash",
     "unit_key", "vocab_hash", "fingerprint", "params", "started_at", "finished_at",
 ]  # fmt: skip
 """results.csv columns. Metrics are fractions (0..1). ``fps`` = timed images / model seconds (NaN
-when no image was timed); ``model_seconds`` sums ``predict`` times of the timed images;
+when no image was timed); ``model_seconds`` sums ``predict`` times of the timed images (every
+evaluated image is timed; warm-up calls are extra, untimed ``predict`` calls on the first image of each
+dataset); ``pipeline_fps`` = timed images / ``pipeline_seconds``, which sums per image its loading and
+corruption (``data_seconds``, shared by the methods but charged in full to each, as if it ran alone),
+the ``predict`` time and the metric update (the ActiveSAM paper's Table 3 protocol, without the
+references' second read of the image file inside the model);
 ``setup_seconds`` = the method's ``setup`` on this dataset (largest over the processes that ran
 chunks of the unit); ``peak_mem_mb`` = torch.cuda.max_memory_allocated around this method's predict
 calls (NaN on the CPU, where memory cannot be attributed to one method); ``peak_rss_mb`` = peak
@@ -373,7 +388,9 @@ def _result_row(rec: dict[str, Any]) -> dict[str, Any]:
         # a failed unit's partial numbers are not results: keep them out of the table
         "miou": nan if failed else m["miou"], "aacc": nan if failed else m["aacc"],
         "macc": nan if failed else m["macc"], "fps": rec["fps"], "timed_images": rec["timed_images"],
-        "model_seconds": rec["model_seconds"], "setup_seconds": rec["setup_seconds"],
+        "model_seconds": rec["model_seconds"], "pipeline_fps": rec.get("pipeline_fps", nan),
+        "pipeline_seconds": rec.get("pipeline_seconds", nan), "data_seconds": rec.get("data_seconds", nan),
+        "setup_seconds": rec["setup_seconds"],
         "peak_mem_mb": rec["peak_mem_mb"], "peak_rss_mb": rec.get("peak_rss_mb", nan),
         "device": rec["device"], "dtype": u["dtype"], "threads": rec.get("threads"),
         "active_size": _mean_stat(rec["rows"], "active_size"),

@@ -16,7 +16,7 @@ def test_example_plugin_runs_beside_a_builtin(repo_root: Path, tmp_path: Path, m
     monkeypatch.syspath_prepend(str(repo_root / "examples" / "ovss_bench_plugin_example" / "src"))
     out = tmp_path / "run"
     cfg = {
-        "run": {"out": str(out), "workers": 0, "threads": 1, "warmup_images": 0},
+        "run": {"out": str(out), "workers": 0, "threads": 1, "warmup_calls": 0},
         "backend": {"checkpoint": "builtin:tiny-random"},
         "datasets": {"names": ["voc-sample"]},
         "corruptions": {"names": ["gaussian_noise"], "severities": [1]},

@@ -52,7 +52,9 @@ def test_run_directory_contents(tmp_path):
     assert (colour["prompts_decoded"] == 4).all() and colour["active_recall"].between(0, 1).all()
     assert res[res["label"] == "toy-const"]["prompts_decoded"].isna().all()
     assert res["fps"].gt(0).all()
-    assert (res.groupby("label")["timed_images"].sum() == 5 * 7 - 1).all()  # warm-up: 1 image per method and process
+    assert (res["timed_images"] == res["n_images"]).all()  # every image timed; warm-up calls are extra
+    assert res["pipeline_fps"].gt(0).all() and (res["pipeline_fps"] < res["fps"]).all()
+    assert (res["pipeline_seconds"] > res["model_seconds"] + res["data_seconds"]).all() and res["data_seconds"].gt(0).all()
     assert (res["device"] == "cpu").all() and (res["dtype"] == "fp32").all()
     assert res["peak_mem_mb"].isna().all() and res["peak_rss_mb"].gt(0).all()
     assert res["torch_version"].str.len().gt(0).all()
@@ -191,6 +193,28 @@ def test_worker_count_does_not_change_numbers(tmp_path):
     assert run(write_config(tmp_path / "a.toml", a, n=5, datasets=["toy", "toy-b"])) == 0
     assert run(write_config(tmp_path / "b.toml", b, n=5, datasets=["toy", "toy-b"]), "--workers", "2") == 0
     assert_same_results(a, b)
+
+
+def test_warm_up_calls_are_extra_untimed_and_change_no_number(tmp_path):
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    two = ["toy", "toy-b"]  # 7 + 4 images
+    assert run(write_config(tmp_path / "a.toml", cold, datasets=two)) == 0
+    toy.ToyColour.calls = 0
+    assert run(write_config(tmp_path / "b.toml", warm, datasets=two, run={"warmup_calls": 2})) == 0
+    assert toy.ToyColour.calls == 5 * 11 + 2 * 2  # every image once + 2 warm-up calls per dataset
+    res = pd.read_csv(warm / "results.csv")
+    assert (res["timed_images"] == res["n_images"]).all() and res["fps"].notna().all()
+    a = pd.read_csv(cold / "results.csv").set_index(["label", "dataset", "corruption", "severity"]).sort_index()
+    b = res.set_index(["label", "dataset", "corruption", "severity"]).sort_index()
+    for col in ("miou", "aacc", "macc", "n_images", "unit_key"):
+        pd.testing.assert_series_equal(a[col], b[col], check_exact=True)
+
+
+def test_methods_take_turns_going_first(tmp_path):
+    toy.ORDER.clear()
+    assert run(write_config(tmp_path / "a.toml", tmp_path / "o", corruptions=[], n=6)) == 0
+    pairs = [tuple(toy.ORDER[i:i + 2]) for i in range(0, len(toy.ORDER), 2)]
+    assert pairs == [("toy-color", "toy-const"), ("toy-const", "toy-color")] * 3  # image k starts at method k mod 2
 
 
 def test_corruption_cache_is_used_when_it_holds_the_image(tmp_path, monkeypatch):

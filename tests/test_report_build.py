@@ -288,7 +288,7 @@ TOY_CONFIG = """
 seeds = [0, 1]
 chunk_size = 3
 workers = 0
-warmup_images = 1
+warmup_calls = 1
 [datasets]
 names = ["toy"]
 [corruptions]

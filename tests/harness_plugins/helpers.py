@@ -22,7 +22,7 @@ def write_config(path: Path, out: Path, **over: Any) -> Path:
     ``corruptions`` (list), ``severities``, ``seeds``, ``clean``, ``report_auto``.
     """
     cfg = {
-        "run": {"out": str(out), "chunk_size": 3, "workers": 0, "warmup_images": 1, **over.get("run", {})},
+        "run": {"out": str(out), "chunk_size": 3, "workers": 0, "warmup_calls": 0, **over.get("run", {})},
         "datasets": {"names": over.get("datasets", ["toy"]), "options": {"toy": {"n": over.get("n", 7)}}},
         "corruptions": {
             "names": over.get("corruptions", ["toy_noise", "toy_roll"]),

@@ -87,6 +87,9 @@ def colour_segment(image: np.ndarray, thresh: int, num_classes: int = 4) -> np.n
     return np.where(out < num_classes, out, 0).astype(np.int64)
 
 
+ORDER: list[str] = []  # names of the toy methods in predict-call order, for the method-order tests
+
+
 @METHODS.register("toy-color")
 class ToyColour(Method):
     """Colour-threshold segmenter; ``fail_on`` = k >= 0 raises on clean image k (read from the top row),
@@ -104,6 +107,7 @@ class ToyColour(Method):
         import torch
 
         type(self).calls += 1
+        ORDER.append(self.name)
         if type(self).interrupt_at and type(self).calls == type(self).interrupt_at:
             raise KeyboardInterrupt
         if type(self).sigint_at and type(self).calls == type(self).sigint_at:
@@ -135,6 +139,7 @@ class ToyConst(Method):
         import torch
 
         type(self).calls += 1
+        ORDER.append(self.name)
         return torch.full(image.shape[:2], int(self.params["value"]), dtype=torch.long)
 
 
