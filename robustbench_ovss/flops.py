@@ -12,8 +12,9 @@ component is counted once and scaled:
 - the text encoder per prompt, reported apart: it is cached setup work, not per-image work.
 
 Per image: ``segearth-ov3`` and ``sam3`` = ViT@R + V x decode@R; ``activesam`` = (ViT@2R/3 + V x
-presence@2R/3 when V > 40) + ViT@R + K x decode@R with the 4 appended tokens (K = active-set size,
-default min(40, V)). Counting runs without attention masks (the meta device cannot evaluate the mask
+presence@2R/3 when V > 40) + ViT@R + K x decode@R with the 4 appended tokens (K = active-set size;
+default: what ActiveSAM's quantile rule keeps of V distinct preview scores, :func:`default_active`, e.g.
+30 of ADE20K's 150 prompts). Counting runs without attention masks (the meta device cannot evaluate the mask
 shortcut); masking changes no matmul size, so the counts are those of the masked run.
 """
 
@@ -31,6 +32,7 @@ GEOMETRY_TOKENS = 1  # the image-conditioned geometry CLS token every prompt car
 PROMPT_LENGTH = TEXT_LENGTH + GEOMETRY_TOKENS
 EXPANSION_TOKENS = 4  # ActiveSAM's 2 neighbour + 2 hypernym tokens (full-resolution pass only)
 MAX_ACTIVE = 40
+QUANTILE = 0.8
 REFERENCE = "segearth-ov3"
 
 
@@ -151,6 +153,21 @@ def preview_resolution(size: int, patch: int = 14) -> int:
     return max(patch, round(size * 2 / 3 / patch) * patch)
 
 
+def default_active(vocab_size: int, quantile: float = QUANTILE, max_active: int = MAX_ACTIVE) -> int:
+    """Active-set size ActiveSAM's rule gives for ``vocab_size`` distinct preview scores.
+
+    The rule itself (:func:`robustbench_ovss.methods.activesam.select_active`: scores >= the
+    ``quantile`` by linear interpolation, at most ``max_active``, all prompts when V <= max_active) is
+    applied to V distinct scores; on a real image ties are rare, so this is the count decoded per image.
+    """
+    import torch
+
+    from .methods.activesam import select_active
+
+    scores = torch.arange(int(vocab_size), dtype=torch.float32)
+    return int(select_active(scores, quantile, max_active).numel())
+
+
 def method_flops(fm: FlopModel, vocab_size: int, active: int | None = None, resolution: int | None = None) -> dict[str, dict[str, float]]:
     """FLOPs per image of each built-in method.
 
@@ -161,7 +178,7 @@ def method_flops(fm: FlopModel, vocab_size: int, active: int | None = None, reso
         raise ConfigError(f"--vocab-size must be >= 1, got {vocab_size}")
     size = resolution or fm.native_size
     preview = preview_resolution(size, fm.switch.patch_size)
-    k = min(MAX_ACTIVE, vocab_size) if active is None else min(int(active), vocab_size)
+    k = default_active(vocab_size) if active is None else min(int(active), vocab_size)
     if k < 1:
         raise ConfigError(f"--active must be >= 1, got {active}")
     full = fm.image(size) + vocab_size * fm.decode(size, PROMPT_LENGTH)
@@ -218,6 +235,12 @@ def cli_flops(args: Any) -> int:
     preview = preview_resolution(resolution, fm.switch.patch_size)
     print(f"SAM 3 (real architecture, meta device), {source}: {vocab_size} prompts, resolution {resolution}, preview {preview}")
     print(render_table(rows))
+    k = rows["activesam"]["prompts_decoded"]
+    if getattr(args, "active", None) is None:
+        print(f"activesam decodes K = {k} of {vocab_size} prompts: the {QUANTILE:g}-quantile rule (at most {MAX_ACTIVE}; "
+              f"all when V <= {MAX_ACTIVE}) on distinct preview scores; --active K sets another K")
+    else:
+        print(f"activesam decodes K = {k} of {vocab_size} prompts (--active)")
     print()
     print(f"components: image encoder @{resolution} {fm.image(resolution) / 1e12:.3f} TFLOPs; "
           f"preview encoder @{preview} (ViT + 1x FPN level) {fm.image(preview, True) / 1e12:.3f}; "

@@ -34,8 +34,12 @@ def test_method_totals_follow_the_formulas(small: FlopModel) -> None:
     assert rows["segearth-ov3"]["flops"] == vit + 150 * small.decode(336)
     assert rows["sam3"]["flops"] == rows["segearth-ov3"]["flops"]
     # every prompt carries 32 text tokens + the geometry CLS token; ActiveSAM's full pass 4 more
-    assert rows["activesam"]["flops"] == vit_p + 150 * small.presence(224) + vit + 40 * small.decode(336, 37)
-    assert rows["activesam"]["prompts_decoded"] == 40 and rows["activesam"]["prompts_previewed"] == 150
+    # K: scores >= the 0.8-quantile of 150 distinct values sit at sorted positions >= 0.8 * 149 = 119.2,
+    # i.e. 120..149: 30 prompts (the rule's cap of 40 is not reached)
+    assert rows["activesam"]["flops"] == vit_p + 150 * small.presence(224) + vit + 30 * small.decode(336, 37)
+    assert rows["activesam"]["prompts_decoded"] == 30 and rows["activesam"]["prompts_previewed"] == 150
+    assert method_flops(small, 60)["activesam"]["prompts_decoded"] == 12  # positions >= 47.2: 48..59
+    assert method_flops(small, 847)["activesam"]["prompts_decoded"] == 40  # 170 pass the quantile; capped
     few = method_flops(small, 21)  # <= 40 prompts: no preview, every prompt decoded
     assert few["activesam"]["prompts_previewed"] == 0 and few["activesam"]["prompts_decoded"] == 21
     assert method_flops(small, 150, active=10)["activesam"]["prompts_decoded"] == 10
@@ -55,5 +59,6 @@ def test_flops_cli_on_the_real_architecture(capsys: pytest.CaptureFixture[str]) 
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
-    assert "| activesam | 40 | 150 |" in out and "| segearth-ov3 | 150 | 0 |" in out
+    assert "| activesam | 30 | 150 |" in out and "| segearth-ov3 | 150 | 0 |" in out
+    assert "K = 30 of 150 prompts: the 0.8-quantile rule" in out
     assert "image encoder @1008 5.6" in out  # DESIGN §5: ViT ~5.6 TFLOP at 1008
