@@ -49,10 +49,13 @@ class FullVocabularyFusion(Sam3MethodBase):
         hw = self._check_image(image)
         backend = self.backend
         bucket = int(self.params["bucket_size"])
+        # the SegEarth-OV-3 release encodes its prompts again for every image (no text cache): same
+        # values, but its speed includes the text encoder; the option reproduces that protocol
+        text = backend.encode_text(self.prompts, cache=False) if self.params.get("reencode_text") else self.text
         feats = backend.encode_image(image)
         acc = ClassScoreAccumulator(self.num_classes, hw, backend.device)
         for chunk in contiguous_buckets(range(len(self.prompts)), bucket):
-            dec = backend.decode(feats, self.text, chunk, bucket)
+            dec = backend.decode(feats, text, chunk, bucket)
             semantic = dec.semantic_logits if self.use_semantic else None
             fused = fuse_prompts(dec.mask_logits, dec.scores, semantic, dec.presence, self.conf, hw)
             acc.add(fused, self._class_index(chunk))
@@ -78,4 +81,6 @@ class SegEarthOV3(FullVocabularyFusion):
         "confidence_threshold": None,  # None = per-dataset reference table (methods/defaults.py)
         "prob_thd": None,  # None = the dataset's prob_thd
         "bucket_size": 1,  # prompts per decoder pass; 1 = the reference's per-prompt loop
+        "reencode_text": False,  # True = encode the prompts again on every image, as the release (speed protocol)
     }
+    _switches = ("reencode_text",)

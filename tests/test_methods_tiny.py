@@ -264,3 +264,17 @@ def test_sam3_ignores_semantic_head(backend, images) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert run(seg, images[0]).unique().numel() >= 1  # the semantic head still scores pixels
+
+
+def test_segearth_reencode_text_runs_the_text_encoder_per_image_and_changes_no_score(backend, images) -> None:
+    cached = make("segearth-ov3", backend, SMALL_VOCAB)
+    again = make("segearth-ov3", backend, SMALL_VOCAB, reencode_text=True)
+    for image in images:
+        before = backend.counters["text_encoder_calls"]
+        want = cached.class_scores(image)
+        assert backend.counters["text_encoder_calls"] == before  # cached: no text encoder per image
+        got = again.class_scores(image)
+        assert backend.counters["text_encoder_calls"] == before + 1  # all 8 prompts in one text batch
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="reencode_text"):
+        METHODS.get("segearth-ov3")(reencode_text="yes")

@@ -110,13 +110,16 @@ def test_speed_numbers_equal_direct_pandas(full):
     res = pd.read_csv(run / "results.csv")
     c = res[(res["status"] == "ok") & (res["corruption"] == "none")]
     ips = (c["fps"] * c["model_seconds"]).groupby([c["label"], c["dataset"]]).sum() / c.groupby(["label", "dataset"])["model_seconds"].sum()
+    pipe = c.groupby(["label", "dataset"])["timed_images"].sum() / c.groupby(["label", "dataset"])["pipeline_seconds"].sum()
     t = md_tables(md, "## Speed")[0].set_index(["dataset", "method"])
     for (lab, ds), v in ips.items():
         row = t.loc[(ds, lab)]
         assert row["device"] == "cpu" and row["scope"] == "clean"
-        assert row["images/s"] == f"{v:.4g}"
+        assert row["images/s (model)"] == f"{v:.4g}"
         assert row["model s/image"] == f"{1 / v:.4g}"
         assert row[f"speed-up vs {REF}"] == f"{v / ips[(REF, ds)]:.2f}×"
+        assert row["pipeline images/s"] == f"{pipe[(lab, ds)]:.4g}" and row["text"] == "cached"
+        assert row["pipeline speed-up"] == f"{pipe[(lab, ds)] / pipe[(REF, ds)]:.2f}×"
 
 
 def test_bootstrap_ci_in_report(full):
@@ -250,7 +253,7 @@ def test_mixed_devices_shown_separately(tmp_path):
         row = t[(t["device"] == dev) & (t["method"] == "activesam")].iloc[0]
         ips = c.loc["activesam", "fps"] * c.loc["activesam", "model_seconds"] / c.loc["activesam", "model_seconds"]
         ref = c.loc[REF, "fps"]
-        assert row["images/s"] == f"{ips:.4g}"
+        assert row["images/s (model)"] == f"{ips:.4g}"
         assert row[f"speed-up vs {REF}"] == f"{ips / ref:.2f}×"
 
 
@@ -268,7 +271,8 @@ def test_published_numbers_beside_measured(full):
     assert t2.loc[("ade20k", "fog", "activesam"), "published"] == "36.63"
     assert t2.loc[("voc21", "gaussian_noise", "segearth-ov3"), "published"] == "60.25"
     t3 = md_tables(md, "### Table 3: speed")[0].set_index(["dataset", "method"])
-    assert t3.loc[("ade20k", "activesam"), "published FPS (RTX 5090)"] == "1.92"
+    assert t3.loc[("ade20k", "activesam"), "published FPS (RTX 5090; whole test loop)"] == "1.92"
+    assert t3.loc[("ade20k", "segearth-ov3"), "protocol (measured)"].startswith("model-only predict, text cached")
     assert t3.loc[("ade20k", "activesam"), "published speed-up"] == f"{1.92 / 0.35:.2f}×"
     assert "voc21" not in set(t3.index.get_level_values("dataset"))  # Table 3 has no VOC column
 

@@ -250,8 +250,13 @@ class Sam3Backend:
     # -- texts -----------------------------------------------------------------------------------
     def _ensure_text(self, texts: Sequence[str]) -> None:
         missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
-        for start in range(0, len(missing), TEXT_BATCH):
-            chunk = missing[start:start + TEXT_BATCH]
+        self._text_cache.update(self._run_text_encoder(missing))
+
+    def _run_text_encoder(self, texts: Sequence[str]) -> dict[str, _TextEntry]:
+        """Encode distinct ``texts`` (``TEXT_BATCH`` per forward); nothing is cached here."""
+        entries: dict[str, _TextEntry] = {}
+        for start in range(0, len(texts), TEXT_BATCH):
+            chunk = list(texts[start:start + TEXT_BATCH])
             ids, attn = tokenize(self.tokenizer, chunk, self.text_length, self.device)
             with torch.no_grad(), self._autocast():  # no_grad: cached tensors stay ordinary tensors
                 out = self.model.get_text_features(input_ids=ids, attention_mask=attn, return_dict=True)
@@ -264,8 +269,8 @@ class Sam3Backend:
             pooled_hidden = (out.last_hidden_state.float() * w).sum(1) / denom
             feats = out.pooler_output.float()
             for i, text in enumerate(chunk):
-                self._text_cache[text] = _TextEntry(feats[i].clone(), valid[i].clone(), pooled_input[i].clone(),
-                                                    pooled_hidden[i].clone())
+                entries[text] = _TextEntry(feats[i].clone(), valid[i].clone(), pooled_input[i].clone(), pooled_hidden[i].clone())
+        return entries
 
     @staticmethod
     def _check_texts(texts: Sequence[str]) -> tuple[str, ...]:
@@ -282,11 +287,15 @@ class Sam3Backend:
         texts: Sequence[str],
         extra_tokens: torch.Tensor | None = None,
         extra_mask: torch.Tensor | None = None,
+        *,
+        cache: bool = True,
     ) -> TextFeatures:
         """Prompt features of ``texts`` (cached by exact string), optionally with appended tokens.
 
         Args:
             texts: N prompts; each distinct string runs through the text encoder once per backend.
+            cache: False = run the text encoder on every distinct string now and keep nothing (the same
+                values; the SegEarth-OV-3 release re-encodes its prompts for every image).
             extra_tokens: float [N, E, D] tokens already in the prompt space (D = 256 real), appended
                 after the 32 text positions.
             extra_mask: bool [N, E], True = attend (default all True).
@@ -294,11 +303,15 @@ class Sam3Backend:
             TextFeatures with features float32 [N, 32 + E, D] and mask bool [N, 32 + E] on the device.
         """
         texts = self._check_texts(texts)
-        self._ensure_text(texts)
+        if cache:
+            self._ensure_text(texts)
+            table = self._text_cache
+        else:
+            table = self._run_text_encoder(list(dict.fromkeys(texts)))
         d = int(self.model.text_projection.out_features)
         if texts:
-            feats = torch.stack([self._text_cache[t].features for t in texts])
-            mask = torch.stack([self._text_cache[t].mask for t in texts])
+            feats = torch.stack([table[t].features for t in texts])
+            mask = torch.stack([table[t].mask for t in texts])
         else:
             feats = torch.zeros(0, self.text_length, d, device=self.device)
             mask = torch.zeros(0, self.text_length, dtype=torch.bool, device=self.device)

@@ -140,9 +140,11 @@ def speed_comparison(speed: pd.DataFrame, results: pd.DataFrame, pub: Published,
 
     ``published_speedup`` is the ratio of the paper's FPS of the method and of the method the
     reference label stands for, on the same dataset. Columns ``label, method, dataset, device,
-    images_per_s, published_fps, speedup, published_speedup``.
+    images_per_s, pipeline_images_per_s, text_protocol, published_fps, speedup, pipeline_speedup,
+    published_speedup``.
     """
-    cols = ["label", "method", "dataset", "device", "images_per_s", "published_fps", "speedup", "published_speedup"]
+    cols = ["label", "method", "dataset", "device", "images_per_s", "pipeline_images_per_s", "text_protocol",
+            "published_fps", "speedup", "pipeline_speedup", "published_speedup"]
     labels = published_labels(results, pub)
     full = full_split_rows(results)
     full_clean = set(map(tuple, full.loc[full["corruption"] == tables.CLEAN, ["label", "dataset"]].itertuples(index=False)))
@@ -160,6 +162,6 @@ def speed_comparison(speed: pd.DataFrame, results: pd.DataFrame, pub: Published,
         if pf is None:
             continue
         rf = fps_map.get((ref_method, t.dataset)) if ref_method else None
-        rows.append((t.label, method, t.dataset, t.device, t.images_per_s, pf, t.speedup,
-                     pf / rf if rf else np.nan))
+        rows.append((t.label, method, t.dataset, t.device, t.images_per_s, t.pipeline_images_per_s, t.text_protocol,
+                     pf, t.speedup, t.pipeline_speedup, pf / rf if rf else np.nan))
     return pd.DataFrame(rows, columns=cols)

@@ -20,7 +20,9 @@ Only units with status "ok" enter a metric. Definitions:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -220,12 +222,16 @@ def speed_table(results: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Throughput per method, dataset and device (never pooled across devices).
 
     Columns ``label, dataset, device, dtype, scope, units, timed_images, model_seconds,
-    images_per_s, s_per_image, setup_seconds, speedup, speedup_note``; ``setup_seconds`` is the
-    mean over the units; ``speedup`` is NaN with a note when the reference has no timed unit on the
-    same dataset, device and scope.
+    images_per_s, s_per_image, pipeline_images_per_s, setup_seconds, speedup, pipeline_speedup,
+    speedup_note, text_protocol``; ``setup_seconds`` is the mean over the units; ``speedup`` is NaN
+    with a note when the reference has no timed unit on the same dataset, device and scope;
+    ``pipeline_images_per_s`` = timed images / pipeline seconds (each image's loading and corruption +
+    the method's predict + metric; NaN when a unit lacks pipeline timing); ``text_protocol`` is
+    "cached" or "re-encoded per image" (the ``reencode_text`` param).
     """
     cols = ["label", "dataset", "device", "dtype", "scope", "units", "timed_images", "model_seconds",
-            "images_per_s", "s_per_image", "setup_seconds", "speedup", "speedup_note"]
+            "images_per_s", "s_per_image", "pipeline_images_per_s", "setup_seconds", "speedup", "pipeline_speedup",
+            "speedup_note", "text_protocol"]
     r = ok_rows(results)
     if "fps" not in r.columns or "model_seconds" not in r.columns:
         return pd.DataFrame(columns=cols)
@@ -240,29 +246,48 @@ def speed_table(results: pd.DataFrame, reference: str) -> pd.DataFrame:
         r = r.assign(dtype="")
     if "setup_seconds" not in r.columns:
         r = r.assign(setup_seconds=np.nan)
+    pipe = pd.to_numeric(r["pipeline_seconds"], errors="coerce") if "pipeline_seconds" in r.columns else np.nan
+    r = r.assign(pipeline_seconds=pipe, text_protocol=[text_protocol(p) for p in r.get("params", pd.Series("", index=r.index))])
     agg = (r.groupby(["label", "dataset", "device", "scope"])
            .agg(dtype=("dtype", lambda s: ", ".join(sorted(set(map(str, s))))), units=("miou", "size"),
                 timed_images=("timed", "sum"), model_seconds=("model_seconds", "sum"),
-                setup_seconds=("setup_seconds", "mean"))
+                # NaN when any unit has no pipeline timing: a partial sum would overstate the speed
+                pipeline_seconds=("pipeline_seconds", lambda s: s.sum(min_count=len(s)) if s.notna().all() else np.nan),
+                setup_seconds=("setup_seconds", "mean"),
+                text_protocol=("text_protocol", lambda s: ", ".join(sorted(set(s)))))
            .reset_index())
     agg["images_per_s"] = agg["timed_images"] / agg["model_seconds"]
+    agg["pipeline_images_per_s"] = agg["timed_images"] / agg["pipeline_seconds"]
     agg["s_per_image"] = agg["model_seconds"] / agg["timed_images"]
     # one scope per (label, dataset, device): clean when there is any
     agg["_pref"] = (agg["scope"] != "clean").astype(int)
     agg = agg.sort_values(["label", "dataset", "device", "_pref"]).drop_duplicates(["label", "dataset", "device"])
-    ref = agg[agg["label"] == reference].set_index(["dataset", "device", "scope"])["images_per_s"]
-    speedups, notes = [], []
+    ref = agg[agg["label"] == reference].set_index(["dataset", "device", "scope"])
+    speedups, pipe_speedups, notes = [], [], []
     for t in agg.itertuples(index=False):
         key = (t.dataset, t.device, t.scope)
         if key in ref.index:
-            speedups.append(float(t.images_per_s / ref.loc[key]))
+            speedups.append(float(t.images_per_s / ref.loc[key, "images_per_s"]))
+            pipe_speedups.append(float(t.pipeline_images_per_s / ref.loc[key, "pipeline_images_per_s"]))
             notes.append("")
         else:
             speedups.append(np.nan)
+            pipe_speedups.append(np.nan)
             notes.append(f"no timed {t.scope} unit of {reference!r} on {t.dataset} on {t.device}")
     agg["speedup"] = speedups
+    agg["pipeline_speedup"] = pipe_speedups
     agg["speedup_note"] = notes
     return agg[cols].sort_values(["dataset", "device", "label"]).reset_index(drop=True)
+
+
+def text_protocol(params: Any) -> str:
+    """"re-encoded per image" when a unit's params (JSON text or dict) set ``reencode_text``, else "cached"."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params) if params else {}
+        except ValueError:
+            params = {}
+    return "re-encoded per image" if isinstance(params, dict) and params.get("reencode_text") else "cached"
 
 
 def mixed_device_rows(results: pd.DataFrame) -> pd.DataFrame:
