@@ -42,7 +42,8 @@ from robustbench_ovss.vocab import canonicalize as canonicalize_name
 
 from .common import Sam3MethodBase, contiguous_buckets
 from .defaults import ACTIVESAM_CONFIDENCE
-from .fusion import ClassScoreAccumulator, fuse_prompts, threshold_background
+from .fusion import ClassScoreAccumulator, fuse_prompts, instance_scores, postprocess_dtype, threshold_background
+from .segearth_ov3 import DTYPE_NAMES, check_postprocess_dtype
 
 __all__ = ["ActiveSAM", "select_active", "margin_calibration", "preview_size"]
 
@@ -118,7 +119,7 @@ class ActiveSAM(Sam3MethodBase):
     """ActiveSAM: expansion, low-resolution preview, active set, bucketed decoding, fusion, MABC."""
 
     name = "activesam"
-    version = "1"
+    version = "2"  # 2: postprocess_dtype, preview ranked in its dtype, fp32 expansion; Meta's numerics in the backend
     description = "ActiveSAM: prompt expansion, presence preview, active class set, bucketed decoding, MABC"
     defaults: ClassVar[dict[str, Any]] = {
         # switches (ablations)
@@ -142,6 +143,8 @@ class ActiveSAM(Sam3MethodBase):
         # 5. background
         "prob_thd": None,  # None = the dataset's prob_thd
         "mabc_exponent": 1.25,
+        # precision: auto = bf16 under a bf16 (autocast) run, as the release on CUDA; fp32 otherwise
+        "postprocess_dtype": "auto",
     }
     _numeric = {
         "neighbor_tokens": (0, None, True, False),
@@ -169,6 +172,7 @@ class ActiveSAM(Sam3MethodBase):
             )
         if self.params["min_active"] > self.params["max_active"]:
             raise ConfigError("method 'activesam': min_active must not exceed max_active")
+        check_postprocess_dtype(self.name, self.params["postprocess_dtype"])
 
     def _encoded(self, text: str) -> str:
         return canonicalize_name(text) if self.params["canonicalize"] else text
@@ -197,15 +201,19 @@ class ActiveSAM(Sam3MethodBase):
                     warnings.simplefilter("always")
                     found = source.lookup_many(names, p["hypernym_tokens"], context=f"vocabulary of {ctx.dataset}")
             self.hypernyms = [[self._encoded(h) for h in hyps] for hyps in found]
-            tokens = ExpansionTokens.build(
-                self.texts,
-                self.hypernyms,
-                embed=backend.text_embeddings_1024,
-                project=backend.project,
-                num_neighbours=p["neighbor_tokens"],
-                num_hypernyms=p["hypernym_tokens"],
-                temperature=p["neighbor_temperature"],
-            )
+            # the release computes similarity, softmax and projection in fp32 outside autocast (its
+            # memory-bank precompute; TF32 matmuls on CUDA where Meta's builder enables them); the text
+            # encoder inside text_embeddings_1024 still runs in the backend's dtype, as there
+            with torch.autocast(device_type=backend.device.type, enabled=False):
+                tokens = ExpansionTokens.build(
+                    self.texts,
+                    self.hypernyms,
+                    embed=backend.text_embeddings_1024,
+                    project=backend.project,
+                    num_neighbours=p["neighbor_tokens"],
+                    num_hypernyms=p["hypernym_tokens"],
+                    temperature=p["neighbor_temperature"],
+                )
             self.expansion_tokens = tokens
             self.full_text = backend.encode_text(self.texts, tokens.features, tokens.mask)
         else:
@@ -214,12 +222,14 @@ class ActiveSAM(Sam3MethodBase):
         n = len(self.prompts)
         self.run_preview = bool(p["preview"]) and n > p["max_active"]
         self.preview_res = preview_size(backend.native_size, p["preview_resolution"])
+        self.pp_dtype = postprocess_dtype(p["postprocess_dtype"], ctx.dtype)
         self._presence_only_kw = _accepts_kw(backend.encode_image, "presence_only")
         self._resolved = {
             "confidence_threshold": self.conf,
             "prob_thd": self.prob_thd,
             "preview_resolution": self.preview_res,
             "hypernym_source": hyp_kind,
+            "postprocess_dtype": DTYPE_NAMES[self.pp_dtype],
         }
         self._stats = {}
 
@@ -234,6 +244,9 @@ class ActiveSAM(Sam3MethodBase):
         if self.run_preview:
             preview_feats = self._encode_preview(image)
             presence = backend.presence(preview_feats, self.bare_text, list(range(n)), bucket)
+            # rank what the release's pruner ranks: sigmoid probabilities in the post-processing dtype
+            # (bf16 there under CUDA autocast: sigmoid of a bf16 logit = the fp32 sigmoid rounded once)
+            presence = presence.to(self.pp_dtype).float()
             active = select_active(presence, p["quantile"], p["max_active"], p["min_active"])
             del preview_feats
         else:
@@ -243,7 +256,8 @@ class ActiveSAM(Sam3MethodBase):
         acc = ClassScoreAccumulator(self.num_classes, hw, backend.device)
         for chunk in contiguous_buckets(active_list, bucket):
             dec = backend.decode(feats, self.full_text, chunk, bucket)
-            fused = fuse_prompts(dec.mask_logits, dec.scores, dec.semantic_logits, dec.presence, self.conf, hw)
+            scores, presence = instance_scores(dec, self.pp_dtype)
+            fused = fuse_prompts(dec.mask_logits, scores, dec.semantic_logits, presence, self.conf, hw, self.pp_dtype)
             acc.add(fused, self._class_index(chunk))
         self._stats = {
             "prompts_decoded": len(active_list),

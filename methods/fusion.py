@@ -16,6 +16,16 @@ The order of operations follows the SegEarth-OV-3 release (``segearthov3_segment
 
 Because step 2 already works at the image size, the reference's final "resize to the original shape"
 is a no-op and is not repeated here.
+
+Precision (``dtype``, each method's ``postprocess_dtype`` parameter). Both releases run their model and
+this post-processing inside ``torch.autocast("cuda", torch.bfloat16)``: the model's outputs are bf16,
+and sigmoid, the score product, the confidence comparison (a Python threshold is rounded to bf16 there:
+0.3 acts as 0.30078125), the bilinear resize and the mask x score product run on bf16 tensors (none of
+them is on autocast's fp32 list, so each computes in its input's dtype). The per-class maps are then
+folded into an fp32 ``zeros`` tensor with ``torch.max`` and multiplied by the presence score in fp32
+(an fp32 tensor times a bf16 scalar tensor promotes to fp32); argmax and the background rules run on
+that fp32 tensor. With ``dtype=torch.bfloat16`` these functions repeat exactly that order;
+``torch.float32`` (the default, and what every CPU run uses) computes everything in fp32.
 """
 
 from __future__ import annotations
@@ -25,7 +35,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from robustbench_ovss.backends.base import Decoded
+
 __all__ = [
+    "POSTPROCESS_DTYPES",
+    "postprocess_dtype",
+    "instance_scores",
     "resize_logits",
     "instance_probability",
     "fuse_prompts",
@@ -35,12 +50,47 @@ __all__ = [
 ]
 
 
-def resize_logits(logits: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (``align_corners=False``) of logits ``[..., h, w]`` to ``[..., H, W]`` (float32).
+POSTPROCESS_DTYPES = ("auto", "fp32", "bf16")
+
+
+def postprocess_dtype(param: str, run_dtype: str) -> torch.dtype:
+    """The dtype of a method's post-processing.
+
+    Args:
+        param: the method's ``postprocess_dtype``: "auto" | "fp32" | "bf16".
+        run_dtype: the run's dtype, "fp32" or "bf16" (bf16 = autocast).
+    Returns:
+        ``param`` as a torch dtype; "auto" = bfloat16 when the run is under bf16 autocast (what the
+        reference post-processing sees there), float32 otherwise.
+    """
+    if param not in POSTPROCESS_DTYPES:
+        raise ValueError(f"postprocess_dtype must be one of {', '.join(POSTPROCESS_DTYPES)}, got {param!r}")
+    if param == "auto":
+        param = "bf16" if run_dtype == "bf16" else "fp32"
+    return torch.bfloat16 if param == "bf16" else torch.float32
+
+
+def instance_scores(dec: Decoded, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Instance scores [n, Q] and presence [n] of decoded prompts in ``dtype``.
+
+    float32: the backend's ``scores`` and ``presence``. Another dtype: ``sigmoid(logits) *
+    sigmoid(presence_logits)`` computed in that dtype from the raw logits, as the references do on
+    their bf16 outputs (needs a backend that fills ``Decoded.logits`` and ``presence_logits``).
+    """
+    if dtype == torch.float32:
+        return dec.scores.float(), dec.presence.float()
+    if dec.logits is None or dec.presence_logits is None:
+        raise ValueError(f"post-processing in {dtype} needs the raw logits, which this backend's Decoded lacks")
+    presence = dec.presence_logits.to(dtype).sigmoid()
+    return dec.logits.to(dtype).sigmoid() * presence[:, None], presence
+
+
+def resize_logits(logits: torch.Tensor, out_hw: tuple[int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``) of logits ``[..., h, w]`` to ``[..., H, W]`` in ``dtype``.
 
     A no-op copy-free return when the grid already has the output size.
     """
-    logits = logits.float()
+    logits = logits.to(dtype)
     if tuple(logits.shape[-2:]) == tuple(out_hw):
         return logits
     lead = logits.shape[:-2]
@@ -52,24 +102,27 @@ def resize_logits(logits: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor
 
 
 def instance_probability(
-    mask_logits: torch.Tensor, scores: torch.Tensor, conf: float, out_hw: tuple[int, int]
+    mask_logits: torch.Tensor, scores: torch.Tensor, conf: float, out_hw: tuple[int, int],
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Instance-head probability map of one prompt.
 
     Args:
         mask_logits: float [Q, h, w] instance mask logits on the model grid.
-        scores: float [Q] instance scores (``sigmoid(pred_logits) * presence``).
+        scores: [Q] instance scores (``sigmoid(pred_logits) * presence``) in ``dtype``; the comparison
+            with ``conf`` happens in their dtype.
         conf: keep instances with ``score > conf``.
         out_hw: (H, W) of the image.
+        dtype: dtype of the resize, sigmoid and product.
     Returns:
         float32 [H, W]: ``max_q sigmoid(resize(mask_q)) * score_q`` over kept instances, 0 if none.
     """
     keep = scores > conf
     if not bool(keep.any()):
         return torch.zeros(out_hw, dtype=torch.float32, device=mask_logits.device)
-    probs = resize_logits(mask_logits[keep], out_hw).sigmoid_()  # [k, H, W]
-    probs.mul_(scores[keep].float()[:, None, None])
-    return probs.amax(dim=0)
+    probs = resize_logits(mask_logits[keep], out_hw, dtype).sigmoid_()  # [k, H, W]
+    probs.mul_(scores[keep].to(dtype)[:, None, None])
+    return probs.amax(dim=0).float()
 
 
 def fuse_prompts(
@@ -79,26 +132,28 @@ def fuse_prompts(
     presence: torch.Tensor,
     conf: float,
     out_hw: tuple[int, int],
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Per-prompt score maps at the image size.
 
     Args:
         mask_logits: float [n, Q, h, w] instance mask logits.
-        scores: float [n, Q] instance scores.
+        scores: [n, Q] instance scores (in ``dtype``: :func:`instance_scores`).
         semantic_logits: float [n, h', w'] semantic-head logits, or None for instance outputs only.
-        presence: float [n] presence probabilities.
+        presence: [n] presence probabilities (in ``dtype``).
         conf: instance confidence threshold (strict ``>``).
         out_hw: (H, W) of the image.
+        dtype: dtype of the sigmoids, resizes and mask x score products (the module docstring).
     Returns:
         float32 [n, H, W] = ``max(inst, sigmoid(resize(semantic))) * presence`` (``inst * presence``
-        without a semantic map).
+        without a semantic map); the max and the presence product in float32.
     """
     n = mask_logits.shape[0]
     out = torch.empty((n, *out_hw), dtype=torch.float32, device=mask_logits.device)
     for i in range(n):
-        prob = instance_probability(mask_logits[i], scores[i], conf, out_hw)
+        prob = instance_probability(mask_logits[i], scores[i], conf, out_hw, dtype)
         if semantic_logits is not None:
-            prob = torch.maximum(prob, resize_logits(semantic_logits[i], out_hw).sigmoid())
+            prob = torch.maximum(prob, resize_logits(semantic_logits[i], out_hw, dtype).sigmoid().float())
         out[i] = prob * presence[i].float()
     return out
 

@@ -22,11 +22,12 @@ class VanillaSAM3(FullVocabularyFusion):
     """Vanilla SAM 3 (our definition): instance masks x score x presence, no semantic head."""
 
     name = "sam3"
-    version = "1"
+    version = "2"  # 2: postprocess_dtype; Meta's numerics in the backend
     description = "vanilla SAM 3 (our definition): instance masks x score x presence, full vocabulary"
     use_semantic: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {
         "confidence_threshold": None,  # None = SegEarth-OV3's per-dataset table (methods/defaults.py)
         "prob_thd": None,  # None = the dataset's prob_thd
         "bucket_size": 1,  # prompts per decoder pass
+        "postprocess_dtype": "auto",  # auto = bf16 under a bf16 (autocast) run, as SegEarth-OV-3's release; else fp32
     }

@@ -15,14 +15,23 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from robustbench_ovss.errors import ConfigError
 from robustbench_ovss.method import MethodContext
 from robustbench_ovss.registry import METHODS
 
 from .common import Sam3MethodBase, contiguous_buckets
 from .defaults import reference_confidence
-from .fusion import ClassScoreAccumulator, fuse_prompts, threshold_background
+from .fusion import POSTPROCESS_DTYPES, ClassScoreAccumulator, fuse_prompts, instance_scores, postprocess_dtype, threshold_background
 
-__all__ = ["SegEarthOV3", "FullVocabularyFusion"]
+__all__ = ["SegEarthOV3", "FullVocabularyFusion", "check_postprocess_dtype"]
+
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+
+
+def check_postprocess_dtype(method: str, value: Any) -> None:
+    """ConfigError unless ``value`` is one of :data:`POSTPROCESS_DTYPES`."""
+    if value not in POSTPROCESS_DTYPES:
+        raise ConfigError(f"method {method!r}: param postprocess_dtype must be one of {', '.join(POSTPROCESS_DTYPES)}, got {value!r}")
 
 
 class FullVocabularyFusion(Sam3MethodBase):
@@ -35,12 +44,18 @@ class FullVocabularyFusion(Sam3MethodBase):
         "bucket_size": (1, None, True, False),
     }
 
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        check_postprocess_dtype(self.name, self.params["postprocess_dtype"])
+
     def setup(self, ctx: MethodContext) -> None:
         self._setup_common(ctx)
         conf = self.params["confidence_threshold"]
         self.conf = reference_confidence(ctx.dataset) if conf is None else float(conf)
+        self.pp_dtype = postprocess_dtype(self.params["postprocess_dtype"], ctx.dtype)
         self.text = self.backend.encode_text(self.prompts)
-        self._resolved = {"confidence_threshold": self.conf, "prob_thd": self.prob_thd}
+        self._resolved = {"confidence_threshold": self.conf, "prob_thd": self.prob_thd,
+                          "postprocess_dtype": DTYPE_NAMES[self.pp_dtype]}
         self._stats = {}
 
     @torch.inference_mode()
@@ -57,7 +72,8 @@ class FullVocabularyFusion(Sam3MethodBase):
         for chunk in contiguous_buckets(range(len(self.prompts)), bucket):
             dec = backend.decode(feats, text, chunk, bucket)
             semantic = dec.semantic_logits if self.use_semantic else None
-            fused = fuse_prompts(dec.mask_logits, dec.scores, semantic, dec.presence, self.conf, hw)
+            scores, presence = instance_scores(dec, self.pp_dtype)
+            fused = fuse_prompts(dec.mask_logits, scores, semantic, presence, self.conf, hw, self.pp_dtype)
             acc.add(fused, self._class_index(chunk))
         self._stats = {"prompts_decoded": len(self.prompts)}
         return acc.scores
@@ -75,12 +91,13 @@ class SegEarthOV3(FullVocabularyFusion):
     """SegEarth-OV3: instance x score fused with the semantic head, times presence, full vocabulary."""
 
     name = "segearth-ov3"
-    version = "1"
+    version = "2"  # 2: postprocess_dtype, reencode_text; Meta's numerics in the backend
     description = "SegEarth-OV3: SAM 3 instance + semantic heads x presence, full vocabulary, one prompt per pass"
     defaults: ClassVar[dict[str, Any]] = {
         "confidence_threshold": None,  # None = per-dataset reference table (methods/defaults.py)
         "prob_thd": None,  # None = the dataset's prob_thd
         "bucket_size": 1,  # prompts per decoder pass; 1 = the reference's per-prompt loop
         "reencode_text": False,  # True = encode the prompts again on every image, as the release (speed protocol)
+        "postprocess_dtype": "auto",  # auto = bf16 under a bf16 (autocast) run, as the release on CUDA; else fp32
     }
     _switches = ("reencode_text",)

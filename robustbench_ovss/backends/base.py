@@ -62,12 +62,19 @@ class Decoded:
         scores: [n, Q] instance scores, sigmoid(pred_logits) * presence.
         semantic_logits: [n, h, w] semantic-head logits.
         presence: [n] presence probability, sigmoid(presence_logits).
+        logits: [n, Q] the instance logits before the sigmoid (None where a backend does not give them).
+        presence_logits: [n] the presence logits before the sigmoid (None where not given).
+
+    ``logits`` and ``presence_logits`` let a method redo the sigmoids in another dtype, as the
+    reference code does on bf16 outputs under CUDA autocast (:mod:`robustbench_ovss.methods.fusion`).
     """
 
     mask_logits: torch.Tensor
     scores: torch.Tensor
     semantic_logits: torch.Tensor
     presence: torch.Tensor
+    logits: torch.Tensor | None = None
+    presence_logits: torch.Tensor | None = None
 
 
 @runtime_checkable

@@ -14,9 +14,15 @@ releases) compute the same network from the same weights except in two places th
    (``Sam3DETRDecoder.clamp_presence_logit_max_val``); Meta's decoder computes that clamp out of place
    and discards it, so the references see the raw logit.
 
-"meta" therefore sets every ``nn.LayerNorm`` of the model to eps 1e-5 and lifts the clamp (a clamp to
-+-inf is the identity), and on an Ampere-or-newer CUDA device enables TF32 matmuls and convolutions, as
-Meta's model builder does. "transformers" leaves the model as transformers built it from its config.
+Under bf16 autocast (CUDA) a third place differs: Meta's DETR decoder layer runs its feed-forward block
+with autocast disabled (``TransformerDecoderLayer.forward_ffn`` in ``sam3/model/decoder.py``), i.e. in
+fp32 on its fp32 residual stream; transformers' ``Sam3DetrDecoderLayer.mlp`` runs in bf16 there.
+
+"meta" therefore sets every ``nn.LayerNorm`` of the model to eps 1e-5, lifts the clamp (a clamp to
++-inf is the identity), runs each DETR decoder layer's MLP with autocast disabled, and on an
+Ampere-or-newer CUDA device enables TF32 matmuls and convolutions, as Meta's model builder does at
+import (``_setup_tf32`` in ``sam3/model_builder.py``). "transformers" leaves the model as transformers
+built it from its config. Without autocast (fp32, every CPU run) the MLP change is a no-op.
 
 A checkpoint says which numerics it was built or trained with in its config.json key ``ovss_numerics``
 ("meta" when absent: any checkpoint from Meta or the hub). The builtin checkpoints of this project were
@@ -62,32 +68,36 @@ class NumericsReport:
         numerics: "meta" | "transformers".
         layer_norms: number of ``nn.LayerNorm`` modules whose eps was changed.
         presence_clamp: the presence-logit clamp now in force (inf = none).
+        fp32_decoder_mlps: DETR decoder layers whose MLP now runs outside autocast.
         tf32_matmul, tf32_cudnn: torch's TF32 flags after the call (process-wide).
     """
 
     numerics: str
     layer_norms: int
     presence_clamp: float
+    fp32_decoder_mlps: int
     tf32_matmul: bool
     tf32_cudnn: bool
 
     def to_dict(self) -> dict[str, Any]:
         return {"numerics": self.numerics, "layer_norms_changed": self.layer_norms,
                 "presence_clamp": None if math.isinf(self.presence_clamp) else self.presence_clamp,
+                "fp32_decoder_mlps": self.fp32_decoder_mlps,
                 "tf32_matmul": self.tf32_matmul, "tf32_cudnn": self.tf32_cudnn}
 
 
 def apply_numerics(model: Any, numerics: str, device: Any = None) -> NumericsReport:
     """Make a freshly loaded ``Sam3Model`` compute with ``numerics`` ("meta" or "transformers").
 
-    "meta": eps 1e-5 on every LayerNorm, no presence clamp, TF32 on for a CUDA device of compute
-    capability >= 8 (Meta's builder's rule). "transformers": nothing changes.
+    "meta": eps 1e-5 on every LayerNorm, no presence clamp, the DETR decoder layers' MLPs outside
+    autocast, TF32 on for a CUDA device of compute capability >= 8 (Meta's builder's rule).
+    "transformers": nothing changes.
     """
     import torch
 
     if numerics not in ("meta", "transformers"):
         raise ValueError(f"numerics must be 'meta' or 'transformers', got {numerics!r}")
-    changed = 0
+    changed = mlps = 0
     decoder = model.detr_decoder
     if numerics == "meta":
         for module in model.modules():
@@ -95,12 +105,31 @@ def apply_numerics(model: Any, numerics: str, device: Any = None) -> NumericsRep
                 module.eps = META_LAYER_NORM_EPS
                 changed += 1
         decoder.clamp_presence_logit_max_val = math.inf
+        for layer in decoder.layers:
+            if not getattr(layer.mlp, "_ovss_outside_autocast", False):
+                layer.mlp.forward = _outside_autocast(layer.mlp.forward)
+                layer.mlp._ovss_outside_autocast = True
+            mlps += 1
         dev = torch.device(device) if device is not None else None
         if dev is not None and dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] >= 8:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
     return NumericsReport(
-        numerics=numerics, layer_norms=changed,
+        numerics=numerics, layer_norms=changed, fp32_decoder_mlps=mlps,
         presence_clamp=float(getattr(decoder, "clamp_presence_logit_max_val", math.inf)),
         tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32), tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
     )
+
+
+def _outside_autocast(forward: Any) -> Any:
+    """``forward`` run with autocast disabled on its input's device type (Meta's ``forward_ffn``)."""
+    import functools
+
+    import torch
+
+    @functools.wraps(forward)
+    def run(hidden: Any, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return forward(hidden, *args, **kwargs)
+
+    return run

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TEXT_BATCH = 256  # prompts per text-encoder forward when filling the cache
 GEOMETRY_CLS_CONFIG_KEY = "ovss_geometry_cls"
+DECODED_FIELDS = ("mask_logits", "scores", "semantic_logits", "presence", "logits", "presence_logits")
 COUNTERS = ("text_encoder_calls", "image_encoder_calls", "decoder_calls", "presence_calls", "oom_backoffs")
 
 
@@ -420,12 +421,16 @@ class Sam3Backend:
             out = self.model(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=feats),
                              attention_mask=mask)
         self.counters["decoder_calls"] += 1
-        presence = torch.sigmoid(out.presence_logits.float()).reshape(n)
+        presence_logits = out.presence_logits.float().reshape(n)
+        logits = out.pred_logits.float()
+        presence = torch.sigmoid(presence_logits)
         return Decoded(
             mask_logits=out.pred_masks.float(),
-            scores=torch.sigmoid(out.pred_logits.float()) * presence[:, None],
+            scores=torch.sigmoid(logits) * presence[:, None],
             semantic_logits=out.semantic_seg.float()[:, 0],
             presence=presence,
+            logits=logits,
+            presence_logits=presence_logits,
         )
 
     def decode_iter(self, features: ImageFeatures, text: TextFeatures, indices: Sequence[int],
@@ -449,10 +454,11 @@ class Sam3Backend:
             h, w = payload.fpn[0].shape[-2:]
             z = torch.zeros
             return Decoded(z(0, self.num_queries, h, w, device=self.device), z(0, self.num_queries, device=self.device),
-                           z(0, h, w, device=self.device), z(0, device=self.device))
+                           z(0, h, w, device=self.device), z(0, device=self.device),
+                           z(0, self.num_queries, device=self.device), z(0, device=self.device))
         if len(parts) == 1:
             return parts[0]
-        return Decoded(*(torch.cat([getattr(p, f) for p in parts]) for f in ("mask_logits", "scores", "semantic_logits", "presence")))
+        return Decoded(*(torch.cat([getattr(p, f) for p in parts]) for f in DECODED_FIELDS))
 
     def _presence_bucket(self, payload: Sam3ImagePayload, text: TextFeatures, chunk: list[int]) -> torch.Tensor:
         feats, mask = self._select(text, chunk, payload)
