@@ -257,7 +257,7 @@ class ActiveSAM(Sam3MethodBase):
         for chunk in contiguous_buckets(active_list, bucket):
             dec = backend.decode(feats, self.full_text, chunk, bucket)
             scores, presence = instance_scores(dec, self.pp_dtype)
-            fused = fuse_prompts(dec.mask_logits, scores, dec.semantic_logits, presence, self.conf, hw, self.pp_dtype)
+            fused = fuse_prompts(dec.mask_logits, scores, dec.semantic_logits, presence, self.conf, hw)
             acc.add(fused, self._class_index(chunk))
         self._stats = {
             "prompts_decoded": len(active_list),

@@ -17,15 +17,16 @@ The order of operations follows the SegEarth-OV-3 release (``segearthov3_segment
 Because step 2 already works at the image size, the reference's final "resize to the original shape"
 is a no-op and is not repeated here.
 
-Precision (``dtype``, each method's ``postprocess_dtype`` parameter). Both releases run their model and
-this post-processing inside ``torch.autocast("cuda", torch.bfloat16)``: the model's outputs are bf16,
-and sigmoid, the score product, the confidence comparison (a Python threshold is rounded to bf16 there:
-0.3 acts as 0.30078125), the bilinear resize and the mask x score product run on bf16 tensors (none of
-them is on autocast's fp32 list, so each computes in its input's dtype). The per-class maps are then
-folded into an fp32 ``zeros`` tensor with ``torch.max`` and multiplied by the presence score in fp32
-(an fp32 tensor times a bf16 scalar tensor promotes to fp32); argmax and the background rules run on
-that fp32 tensor. With ``dtype=torch.bfloat16`` these functions repeat exactly that order;
-``torch.float32`` (the default, and what every CPU run uses) computes everything in fp32.
+Precision (each method's ``postprocess_dtype`` parameter, :func:`instance_scores`). Both releases run
+their model and this post-processing inside ``torch.autocast("cuda", torch.bfloat16)``, so the model's
+outputs are bf16. There, ``sigmoid(pred_logits)``, ``sigmoid(presence_logits)`` and their product are
+computed in bf16 (sigmoid and mul are not on autocast's lists: they keep their input's dtype), and so is
+the confidence comparison: a Python threshold is rounded to bf16, 0.3 acts as 0.30078125. The bilinear
+resize is on autocast's fp32 list (torch >= 2.4), so masks and the semantic map are resized and passed
+through the sigmoid in fp32; the mask x score product (an fp32 map times a bf16 0-dim tensor), the fold
+into an fp32 ``zeros`` tensor, the presence product, argmax and the background rules are fp32 as well.
+So only the scores and presence differ: handing :func:`fuse_prompts` bf16 ``scores`` and ``presence``
+reproduces that order exactly; fp32 ones (the default, and every CPU run) keep everything in fp32.
 """
 
 from __future__ import annotations
@@ -85,12 +86,12 @@ def instance_scores(dec: Decoded, dtype: torch.dtype = torch.float32) -> tuple[t
     return dec.logits.to(dtype).sigmoid() * presence[:, None], presence
 
 
-def resize_logits(logits: torch.Tensor, out_hw: tuple[int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Bilinear resize (``align_corners=False``) of logits ``[..., h, w]`` to ``[..., H, W]`` in ``dtype``.
+def resize_logits(logits: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``) of logits ``[..., h, w]`` to ``[..., H, W]`` (float32).
 
     A no-op copy-free return when the grid already has the output size.
     """
-    logits = logits.to(dtype)
+    logits = logits.float()
     if tuple(logits.shape[-2:]) == tuple(out_hw):
         return logits
     lead = logits.shape[:-2]
@@ -102,27 +103,25 @@ def resize_logits(logits: torch.Tensor, out_hw: tuple[int, int], dtype: torch.dt
 
 
 def instance_probability(
-    mask_logits: torch.Tensor, scores: torch.Tensor, conf: float, out_hw: tuple[int, int],
-    dtype: torch.dtype = torch.float32,
+    mask_logits: torch.Tensor, scores: torch.Tensor, conf: float, out_hw: tuple[int, int]
 ) -> torch.Tensor:
     """Instance-head probability map of one prompt.
 
     Args:
         mask_logits: float [Q, h, w] instance mask logits on the model grid.
-        scores: [Q] instance scores (``sigmoid(pred_logits) * presence``) in ``dtype``; the comparison
-            with ``conf`` happens in their dtype.
+        scores: [Q] instance scores (``sigmoid(pred_logits) * presence``), float32 or bf16; the
+            comparison with ``conf`` happens in their dtype, the product with the masks in float32.
         conf: keep instances with ``score > conf``.
         out_hw: (H, W) of the image.
-        dtype: dtype of the resize, sigmoid and product.
     Returns:
         float32 [H, W]: ``max_q sigmoid(resize(mask_q)) * score_q`` over kept instances, 0 if none.
     """
     keep = scores > conf
     if not bool(keep.any()):
         return torch.zeros(out_hw, dtype=torch.float32, device=mask_logits.device)
-    probs = resize_logits(mask_logits[keep], out_hw, dtype).sigmoid_()  # [k, H, W]
-    probs.mul_(scores[keep].to(dtype)[:, None, None])
-    return probs.amax(dim=0).float()
+    probs = resize_logits(mask_logits[keep], out_hw).sigmoid_()  # [k, H, W]
+    probs.mul_(scores[keep].float()[:, None, None])
+    return probs.amax(dim=0)
 
 
 def fuse_prompts(
@@ -132,28 +131,26 @@ def fuse_prompts(
     presence: torch.Tensor,
     conf: float,
     out_hw: tuple[int, int],
-    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Per-prompt score maps at the image size.
 
     Args:
         mask_logits: float [n, Q, h, w] instance mask logits.
-        scores: [n, Q] instance scores (in ``dtype``: :func:`instance_scores`).
+        scores: [n, Q] instance scores, float32 or bf16 (:func:`instance_scores`).
         semantic_logits: float [n, h', w'] semantic-head logits, or None for instance outputs only.
-        presence: [n] presence probabilities (in ``dtype``).
-        conf: instance confidence threshold (strict ``>``).
+        presence: [n] presence probabilities, float32 or bf16.
+        conf: instance confidence threshold (strict ``>``, in the dtype of ``scores``).
         out_hw: (H, W) of the image.
-        dtype: dtype of the sigmoids, resizes and mask x score products (the module docstring).
     Returns:
         float32 [n, H, W] = ``max(inst, sigmoid(resize(semantic))) * presence`` (``inst * presence``
-        without a semantic map); the max and the presence product in float32.
+        without a semantic map), computed in float32.
     """
     n = mask_logits.shape[0]
     out = torch.empty((n, *out_hw), dtype=torch.float32, device=mask_logits.device)
     for i in range(n):
-        prob = instance_probability(mask_logits[i], scores[i], conf, out_hw, dtype)
+        prob = instance_probability(mask_logits[i], scores[i], conf, out_hw)
         if semantic_logits is not None:
-            prob = torch.maximum(prob, resize_logits(semantic_logits[i], out_hw, dtype).sigmoid().float())
+            prob = torch.maximum(prob, resize_logits(semantic_logits[i], out_hw).sigmoid())
         out[i] = prob * presence[i].float()
     return out
 

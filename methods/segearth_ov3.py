@@ -73,7 +73,7 @@ class FullVocabularyFusion(Sam3MethodBase):
             dec = backend.decode(feats, text, chunk, bucket)
             semantic = dec.semantic_logits if self.use_semantic else None
             scores, presence = instance_scores(dec, self.pp_dtype)
-            fused = fuse_prompts(dec.mask_logits, scores, semantic, presence, self.conf, hw, self.pp_dtype)
+            fused = fuse_prompts(dec.mask_logits, scores, semantic, presence, self.conf, hw)
             acc.add(fused, self._class_index(chunk))
         self._stats = {"prompts_decoded": len(self.prompts)}
         return acc.scores

@@ -38,18 +38,23 @@ def test_auto_follows_the_run_dtype() -> None:
             METHODS.get(name)(postprocess_dtype="half")
 
 
+def _upsample(x: torch.Tensor, hw) -> torch.Tensor:
+    """F.interpolate under CUDA autocast: upsample_bilinear2d is on its fp32 list (torch >= 2.4)."""
+    return F.interpolate(x.float(), size=hw, mode="bilinear", align_corners=False)
+
+
 def _reference_order(logits, presence_logits, masks, semantic, conf, hw):
     """One prompt as the SegEarth-OV-3 / ActiveSAM releases compute it on bf16 model outputs."""
-    probs = logits.to(BF16).sigmoid()  # [Q] bf16
-    presence = presence_logits.to(BF16).sigmoid()  # bf16 scalar
-    scores = probs * presence
+    probs = logits.to(BF16).sigmoid()  # [Q] bf16: sigmoid keeps its input's dtype
+    presence = presence_logits.to(BF16).sigmoid()  # bf16 0-dim
+    scores = probs * presence  # bf16
     keep = scores > conf  # python float against bf16
     seg = torch.zeros(hw)  # fp32, as torch.zeros in the releases
     if keep.any():
-        up = F.interpolate(masks[keep].to(BF16).unsqueeze(1), size=hw, mode="bilinear", align_corners=False).sigmoid()
+        up = _upsample(masks[keep].to(BF16).unsqueeze(1), hw).sigmoid()
         for m, s in zip(up[:, 0], scores[keep], strict=True):
-            seg = torch.max(seg, m * s)  # bf16 product, folded into fp32
-    sem = F.interpolate(semantic.to(BF16)[None, None], size=hw, mode="bilinear", align_corners=False).sigmoid()[0, 0]
+            seg = torch.max(seg, m * s)  # fp32 map x bf16 0-dim -> fp32
+    sem = _upsample(semantic.to(BF16)[None, None], hw).sigmoid()[0, 0]
     seg = torch.max(seg, sem)
     return seg * presence  # fp32 x bf16 0-dim -> fp32
 
@@ -66,7 +71,7 @@ def test_bf16_post_processing_equals_the_reference_order() -> None:
     dec = Decoded(masks, logits.sigmoid() * presence[:, None], semantic, presence, logits, presence_logits)
     scores, pres = instance_scores(dec, BF16)
     assert scores.dtype == BF16 and pres.dtype == BF16
-    got = fuse_prompts(masks, scores, semantic, pres, 0.3, hw, BF16)
+    got = fuse_prompts(masks, scores, semantic, pres, 0.3, hw)
     want = torch.stack([_reference_order(logits[i], presence_logits[i], masks[i], semantic[i], 0.3, hw) for i in range(n)])
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=0, atol=0)
@@ -84,7 +89,7 @@ def test_a_bf16_threshold_of_0_3_acts_as_0_30078125() -> None:
     s16, p16 = instance_scores(dec, BF16)
     assert float(s32) > 0.3 and float(s16) == 0.30078125
     assert fuse_prompts(mask, s32, None, p32, 0.3, (4, 4)).max() > 0  # kept in fp32
-    assert fuse_prompts(mask, s16, None, p16, 0.3, (4, 4), BF16).max() == 0  # 0.30078125 > bf16(0.3) is False
+    assert fuse_prompts(mask, s16, None, p16, 0.3, (4, 4)).max() == 0  # 0.30078125 > bf16(0.3) is False
 
 
 @pytest.fixture(scope="module")
