@@ -47,3 +47,12 @@ def test_demo_ends_with_report(demo_run: Path) -> None:
     md = (demo_run / "report" / "report.md").read_text()
     assert "activesam" in md and "segearth-ov3" in md
     assert any((demo_run / "report" / "plots").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_demo_times_every_unit(demo_run: Path) -> None:
+    """Warm-up calls are extra: even the 2-image clean units get a model and a pipeline speed."""
+    res = pd.read_csv(demo_run / "results.csv")
+    assert (res["timed_images"] == res["n_images"]).all()
+    assert res["fps"].gt(0).all() and res["pipeline_fps"].gt(0).all()
+    assert (res["pipeline_fps"] < res["fps"]).all()
