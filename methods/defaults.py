@@ -14,6 +14,7 @@ Sources (released configs, one file per benchmark):
 
 from __future__ import annotations
 
+import warnings
 from types import MappingProxyType
 
 __all__ = [
@@ -50,11 +51,32 @@ ACTIVESAM_CONFIDENCE = 0.3
 #: run time is the dataset's ``prob_thd`` unless the method's ``prob_thd`` parameter overrides it).
 REFERENCE_PROB_THD = MappingProxyType({"voc21": 0.4, "context60": 0.1, "coco_object": 0.4})
 
-#: Datasets that are samples of a benchmark take that benchmark's defaults.
-DATASET_ALIASES = MappingProxyType({"voc-sample": "voc21"})
+#: Datasets without a reference config take the defaults of the benchmark they derive from. These are
+#: our choices, not the releases': a sample of a benchmark takes that benchmark's; ACDC's real
+#: conditions take Cityscapes' (so real and synthetic shift of the same scenes use the same thresholds);
+#: ADE20K-Full takes ADE20K's and Pascal Context-459 Context59's (the same images, more classes).
+DATASET_ALIASES = MappingProxyType({
+    "voc-sample": "voc21",
+    "acdc-fog": "cityscapes", "acdc-night": "cityscapes", "acdc-rain": "cityscapes", "acdc-snow": "cityscapes",
+    "ade847": "ade20k",
+    "pc459": "context59",
+})  # fmt: skip
+
+#: Datasets of this project that deliberately use the segmentors' constructor default (no warning).
+OWN_DATASETS = frozenset({"synthetic"})
+
+_warned: set[str] = set()
 
 
 def reference_confidence(dataset: str) -> float:
-    """SegEarth-OV-3's confidence threshold for ``dataset`` (0.5 when the dataset is not a benchmark)."""
+    """SegEarth-OV-3's confidence threshold for ``dataset``.
+
+    A dataset outside the table and :data:`DATASET_ALIASES` gets the segmentors' constructor default
+    0.5 and a warning (once per process) that names the fallback.
+    """
     key = DATASET_ALIASES.get(dataset, dataset)
+    if key not in SEGEARTH_CONFIDENCE and dataset not in OWN_DATASETS and dataset not in _warned:
+        _warned.add(dataset)
+        warnings.warn(f"no reference confidence_threshold for dataset {dataset!r}: using the segmentors' default "
+                      f"{DEFAULT_CONFIDENCE}; set the method's confidence_threshold to choose one", stacklevel=2)
     return float(SEGEARTH_CONFIDENCE.get(key, DEFAULT_CONFIDENCE))

@@ -70,6 +70,7 @@ class CorruptionsSection:
     severities: tuple[int, ...] = (1, 3, 5)
     clean: bool = True
     cache: str = ""
+    clean_only: tuple[str, ...] = ()  # datasets evaluated clean only (real-condition sets such as ACDC)
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"{w}: [corruptions] no corruptions and clean = false: nothing to evaluate")
     if not cfg.datasets.names:
         raise ConfigError(f"{w}: [datasets] names must list at least one dataset")
+    stray = sorted(set(cfg.corruptions.clean_only) - set(cfg.datasets.names))
+    if stray:
+        raise ConfigError(f"{w}: [corruptions] clean_only names {', '.join(stray)}, not in [datasets] names")
+    if cfg.corruptions.clean_only and not cfg.corruptions.clean:
+        raise ConfigError(f"{w}: [corruptions] clean_only needs clean = true (those datasets have no other condition)")
     try:
         BACKENDS.expand([cfg.backend.name])
         DATASETS.expand(cfg.datasets.names)
@@ -327,6 +333,8 @@ def apply_overrides(
             dsets = dataclasses.replace(dsets, names=tuple(DATASETS.expand(datasets)))
         except OvssError as exc:
             raise ConfigError(f"--datasets: {exc}") from exc
+    if corr.clean_only:  # --datasets may leave some of them out
+        corr = dataclasses.replace(corr, clean_only=tuple(d for d in corr.clean_only if d in dsets.names))
     mspecs = cfg.methods
     if methods is not None:
         chosen: list[MethodSpec] = []

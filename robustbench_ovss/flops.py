@@ -206,7 +206,13 @@ def dataset_prompt_count(name: str) -> int:
         if not entry.is_file():
             raise ConfigError(f"no packaged vocabulary configs/vocab/{name}.txt; use --vocab-size N") from None
         vocab = [[a for a in line.split(",") if a.strip()] for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return sum(len(aliases) for aliases in vocab)
+    from .registry import DATASETS
+
+    try:  # large-vocabulary sets prompt each class by its first name unless told otherwise
+        first_only = bool(getattr(DATASETS.get(name), "first_name_only", False))
+    except Exception:
+        first_only = False
+    return len(vocab) if first_only else sum(len(aliases) for aliases in vocab)
 
 
 def render_table(rows: Mapping[str, Mapping[str, float]], reference: str = REFERENCE) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -186,12 +186,18 @@ def build_plan(
     conds: Sequence[Condition],
     chunk_size: int,
     dtype: str,
+    clean_only: Collection[str] = (),
 ) -> Plan:
-    """Every unit and chunk of the grid, in a deterministic order (dataset, condition, image range)."""
+    """Every unit and chunk of the grid, in a deterministic order (dataset, condition, image range).
+
+    Datasets named in ``clean_only`` (real-condition sets such as ACDC) get the clean condition only.
+    """
     units: dict[tuple[str, str, Condition], Unit] = {}
     chunks: list[Chunk] = []
     for d in datasets:
         for cond in conds:
+            if d.name in clean_only and not cond.is_clean:
+                continue
             for m in methods:
                 units[(m.label, d.name, cond)] = Unit(
                     label=m.label, method=m.name, method_version=m.version, params_hash=m.params_hash,

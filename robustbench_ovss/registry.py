@@ -225,6 +225,8 @@ DATASETS: Registry[Callable[..., Any]] = Registry(
         },
         "synthetic": "robustbench_ovss.datasets.synthetic",
         "voc-sample": "robustbench_ovss.datasets.voc_sample",
+        **{n: "robustbench_ovss.datasets.large_vocab" for n in ("ade847", "pc459")},
+        **{f"acdc-{c}": "robustbench_ovss.datasets.acdc" for c in ("fog", "night", "rain", "snow")},
     },
 )
 CORRUPTIONS: Registry[Any] = Registry(

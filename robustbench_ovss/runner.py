@@ -49,7 +49,7 @@ from .store import (
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
+IGNORE_INDEX = 255  # the default; a dataset may say otherwise (``ignore_index``, 65535 for uint16 TIF labels)
 
 
 class Terminated(BaseException):
@@ -452,7 +452,7 @@ class _Runner:
         methods, minfos, backend = self._methods()
         self.methods, self.backend, self.datasets = methods, backend, datasets
         conds = conditions(cfg.corruptions.names, cfg.corruptions.severities, cfg.run.seeds, cfg.corruptions.clean)
-        plan = build_plan(minfos, dinfos, conds, cfg.run.chunk_size, self.dtype)
+        plan = build_plan(minfos, dinfos, conds, cfg.run.chunk_size, self.dtype, clean_only=cfg.corruptions.clean_only)
         self.plan = plan
         for name in cfg.corruptions.names:  # import before the workers fork, so each does not import again
             CORRUPTIONS.get(name)
@@ -696,11 +696,13 @@ class _Runner:
         torch = self.torch
         ds = self.datasets[chunk.dataset]
         ncls = len(ds.classes)
+        ignore = int(getattr(ds, "ignore_index", IGNORE_INDEX))
         present = label_values(label)
-        bad = present[(present != IGNORE_INDEX) & ((present < 0) | (present >= ncls))]
+        bad = present[(present != ignore) & ((present < 0) | (present >= ncls))]
         if bad.size:
-            raise DataError(f"dataset {chunk.dataset!r}: image {image_id} has label values {bad.tolist()} outside [0, {ncls}) and 255")
-        present = present[present != IGNORE_INDEX]
+            raise DataError(f"dataset {chunk.dataset!r}: image {image_id} has label values {bad.tolist()[:8]} outside "
+                            f"[0, {ncls}) and {ignore}")
+        present = present[present != ignore]
         label_t = label if self.on_host else torch.from_numpy(np.ascontiguousarray(label).astype(np.int64, copy=False)).to(self.tdevice)
         save_k = self.cfg.run.save_preds
         if save_k and idx < save_k:
@@ -728,7 +730,7 @@ class _Runner:
                 stats = m.stats() if hasattr(m, "stats") else {}
                 pred = check_prediction(pred, label.shape, ncls, label_name)
                 pred = pred.cpu().numpy() if self.on_host else pred.to(self.tdevice)
-                conf_img = confusion_matrix(pred, label_t, ncls)
+                conf_img = confusion_matrix(pred, label_t, ncls, ignore_index=ignore)
                 conf_np = conf_img if self.on_host else conf_img.cpu().numpy()
                 row = image_row(image_id, idx, conf_np, stats, present)
                 metric_s = time.perf_counter() - t1

@@ -59,6 +59,24 @@ _ADE20K = (
     "annotations/validation/*.png with 0 = other, 1..150). No conversion is needed; the loader maps 0 -> 255 and "
     "k -> k-1 itself, so do not pre-reduce the labels."
 )
+_ADE847 = (
+    "ADE20K-Full (ade847): download ADE20K_2021_17_01 from the ADE20K site, then run CAT-Seg's "
+    "`python datasets/prepare_ade20k_full.py` (github KU-CVLAB/CAT-Seg) with DETECTRON2_DATASETS pointing at its "
+    "parent: it writes images_detectron2/validation/*.jpg (short side 512) and annotations_detectron2/validation/*.tif "
+    "(uint16 class ids 0..846, 65535 = ignore); use ADE20K_2021_17_01 as the root."
+)
+_PC459 = (
+    "Pascal Context 459 (pc459): extract VOC2010 (VOCtrainval_03-May-2010.tar) and the full Pascal Context labels "
+    "(trainval.tar.gz with the per-image .mat files), then run CAT-Seg's `python datasets/prepare_pascal_context_459.py` "
+    "(github KU-CVLAB/CAT-Seg): it writes VOC2010/annotations_detectron2/pc459_val/*.tif (uint16 class ids 0..458, "
+    "65535 = ignore) for the 5105 validation images; use VOC2010 as the root."
+)
+_ACDC = (
+    "ACDC: download rgb_anon_trainvaltest.zip and gt_trainval.zip from the ACDC site (acdc.vision.ee.ethz.ch, "
+    "registration needed) and extract both into one directory used as the root: rgb_anon/<condition>/val/<sequence>/"
+    "*_rgb_anon.png and gt/<condition>/val/<sequence>/*_gt_labelTrainIds.png (Cityscapes train ids 0..18, 255 = "
+    "ignore) ship ready; no conversion is needed."
+)
 FIX_HINTS: dict[str, str] = {
     "voc21": _VOC,
     "voc20": _VOC,
@@ -68,6 +86,9 @@ FIX_HINTS: dict[str, str] = {
     "coco_stuff": _COCO_STUFF,
     "cityscapes": _CITYSCAPES,
     "ade20k": _ADE20K,
+    "ade847": _ADE847,
+    "pc459": _PC459,
+    **{f"acdc-{c}": _ACDC for c in ("fog", "night", "rain", "snow")},
 }
 
 
@@ -81,7 +102,9 @@ class CheckReport:
     images: int = 0
     labels_ok: int = 0
     num_classes: int = 0
-    pixels_per_class: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
+    ignore_index: int = 255
+    class_pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [num_classes]
+    ignored_pixels: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -91,6 +114,16 @@ class CheckReport:
 
     def add(self, kind: str, message: str) -> None:
         self.problems.append((kind, message))
+
+    def count(self, label: np.ndarray) -> None:
+        """Add a checked label map's pixels per class id and its ignored pixels."""
+        flat = np.asarray(label).ravel().astype(np.int64)
+        ignored = flat == self.ignore_index
+        self.ignored_pixels += int(ignored.sum())
+        counts = np.bincount(flat[~ignored], minlength=self.num_classes)
+        if self.class_pixels.size < counts.size:
+            self.class_pixels = np.pad(self.class_pixels, (0, counts.size - self.class_pixels.size))
+        self.class_pixels[: counts.size] += counts
 
 
 def resolve_root(cls: Any, root: str | Path) -> Path | None:
@@ -125,7 +158,7 @@ def check_dataset(name: str, root: str | Path, progress: Callable[[int, int], No
     lay = cls.layout
     num_classes = len(packaged_vocabulary(cls.vocab_name))
     droot = resolve_root(cls, root)
-    rep = CheckReport(name=name, root=droot, num_classes=num_classes)
+    rep = CheckReport(name=name, root=droot, num_classes=num_classes, ignore_index=lay.ignore_index)
     if droot is None:
         rep.add("root", f"{Path(root)}: neither {Path(root) / cls.default_root}/ nor a {name} layout "
                         f"({lay.img_dir}/, {lay.ann_dir}/) is there")  # fmt: skip
@@ -142,7 +175,13 @@ def check_dataset(name: str, root: str | Path, progress: Callable[[int, int], No
             rep.add("split", str(exc))
             ids = []
         samples = [(i, img_dir / f"{i}{lay.img_suffix}", ann_dir / f"{i}{lay.seg_suffix}") for i in ids]
-    elif img_dir.is_dir():
+    elif lay.list_from == "labels" and ann_dir.is_dir():
+        rel = scan_suffix(ann_dir, lay.seg_suffix)
+        if not rel:
+            rep.add("layout", f"{ann_dir}: no *{lay.seg_suffix} label maps")
+        samples = [(r[: -len(lay.seg_suffix)], img_dir / f"{r[: -len(lay.seg_suffix)]}{lay.img_suffix}", ann_dir / r)
+                   for r in rel]  # fmt: skip
+    elif lay.list_from == "images" and img_dir.is_dir():
         rel = scan_suffix(img_dir, lay.img_suffix)
         if not rel:
             rep.add("layout", f"{img_dir}: no *{lay.img_suffix} images")
@@ -165,7 +204,7 @@ def check_dataset(name: str, root: str | Path, progress: Callable[[int, int], No
             continue
         try:
             image = read_image(img_path)
-            raw = read_label(ann_path)
+            raw = read_label(ann_path, lay.label_max)
         except DataError as exc:
             rep.add("unreadable", str(exc))
             continue
@@ -173,12 +212,12 @@ def check_dataset(name: str, root: str | Path, progress: Callable[[int, int], No
             rep.add("size", f"{ann_path}: label is {raw.shape[1]}x{raw.shape[0]}, image is {image.shape[1]}x{image.shape[0]}")
             continue
         label = reduce_zero_label(raw) if lay.reduce_zero_label else raw
-        bad = bad_label_values(label, num_classes)
+        bad = bad_label_values(label, num_classes, lay.ignore_index)
         if bad:
-            rep.add("values", f"{ann_path}: values {bad[:8]} outside 0..{num_classes - 1} and 255"
+            rep.add("values", f"{ann_path}: values {bad[:8]} outside 0..{num_classes - 1} and {lay.ignore_index}"
                               + (" (after 0 -> 255, k -> k-1)" if lay.reduce_zero_label else ""))  # fmt: skip
             continue
-        rep.pixels_per_class += np.bincount(label.ravel(), minlength=256)
+        rep.count(label)
         rep.labels_ok += 1
     if cls.split_size is not None and rep.images != cls.split_size and rep.images:
         rep.add("count", f"{rep.images} images listed, the standard {name} val split has {cls.split_size}")
@@ -187,7 +226,7 @@ def check_dataset(name: str, root: str | Path, progress: Callable[[int, int], No
 
 def _check_generic(name: str, cls: Any, root: str | Path) -> CheckReport:
     """Datasets without an mmseg layout (synthetic, voc-sample, plugins): load every item."""
-    rep = CheckReport(name=name, root=None)
+    rep = CheckReport(name=name, root=None, ignore_index=int(getattr(cls, "ignore_index", 255)))
     try:
         ds = cls(root=root if getattr(cls, "default_root", "") else None)
     except DataError as exc:
@@ -205,7 +244,7 @@ def _check_generic(name: str, cls: Any, root: str | Path) -> CheckReport:
         if label.shape != image.shape[:2]:
             rep.add("size", f"item {k}: label {label.shape} vs image {image.shape}")
             continue
-        rep.pixels_per_class += np.bincount(np.asarray(label, np.uint8).ravel(), minlength=256)
+        rep.count(label)
         rep.labels_ok += 1
     rep.notes = [n for n in rep.notes if n]
     return rep
@@ -225,13 +264,13 @@ def print_report(rep: CheckReport, fix_hint: bool, out: TextIO | None = None) ->
         p("root      " + ("(not found)" if any(k == "root" for k, _ in rep.problems) else "(no files needed)"))
     p(f"images    {rep.images}")
     p(f"labels ok {rep.labels_ok}")
-    seen = [int(c) for c in np.flatnonzero(rep.pixels_per_class[:255])]
-    ignored = int(rep.pixels_per_class[255])
-    total = int(rep.pixels_per_class.sum())
+    seen = [int(c) for c in np.flatnonzero(rep.class_pixels)]
+    ignored = rep.ignored_pixels
+    total = int(rep.class_pixels.sum()) + ignored
     if rep.num_classes:
         p(f"classes   {len(seen)} of {rep.num_classes} seen" + (f" (ids {_ranges(seen)})" if seen else ""))
     if total:
-        p(f"ignored   {ignored / total:.1%} of labelled pixels are 255")
+        p(f"ignored   {ignored / total:.1%} of labelled pixels are {rep.ignore_index}")
     for n in rep.notes:
         p(f"note      {n}")
     if rep.ok:

@@ -43,15 +43,16 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def read_label(path: str | Path) -> np.ndarray:
-    """Decode a label map to its raw integer values, ``uint8 [H, W]``.
+def read_label(path: str | Path, max_value: int = 255) -> np.ndarray:
+    """Decode a label map to its raw integer values: ``uint8 [H, W]``, or ``uint16`` when ``max_value`` > 255.
 
-    Palette ("P") and grayscale ("L") PNGs are read as indices; 16/32-bit single-channel maps are
-    accepted when every value fits in 0..255. A colour (RGB) label is an error: it was saved as a
-    visualisation instead of class indices.
+    Palette ("P") and grayscale ("L") PNGs are read as indices; 16/32-bit single-channel maps (PNG,
+    TIFF) are accepted when every value fits in ``0..max_value`` (255 for the mmseg benchmarks, 65535
+    for the detectron2-prepared large-vocabulary sets, whose uint16 TIFs use 65535 = ignore). A colour
+    (RGB) label is an error: it was saved as a visualisation instead of class indices.
 
     Raises:
-        DataError: missing, unreadable or truncated file, colour label, or values above 255.
+        DataError: missing, unreadable or truncated file, colour label, or values above ``max_value``.
     """
     p = Path(path)
     try:
@@ -68,10 +69,13 @@ def read_label(path: str | Path) -> np.ndarray:
             f"{p}: label map has mode {mode} with {arr.shape[-1] if arr.ndim == 3 else '?'} channels; "
             f"labels must be single-channel class indices (palette or grayscale PNG) - rerun the dataset's conversion step"
         )
-    if arr.dtype != np.uint8:
-        if arr.size and (int(arr.max()) > 255 or int(arr.min()) < 0):
-            raise DataError(f"{p}: label values {int(arr.min())}..{int(arr.max())} do not fit 0..255; rerun the conversion step")
-        arr = arr.astype(np.uint8)
+    dtype = np.uint8 if max_value <= 255 else np.uint16
+    if arr.dtype != dtype:
+        if arr.dtype.kind not in "iub":
+            raise DataError(f"{p}: label map holds {arr.dtype} values, not class indices; rerun the conversion step")
+        if arr.size and (int(arr.max()) > max_value or int(arr.min()) < 0):
+            raise DataError(f"{p}: label values {int(arr.min())}..{int(arr.max())} do not fit 0..{max_value}; rerun the conversion step")
+        arr = arr.astype(dtype)
     return np.ascontiguousarray(arr)
 
 

@@ -41,8 +41,15 @@ class Layout:
     ann_dir: str
     img_suffix: str
     seg_suffix: str
-    split_file: str | None  # None = scan img_dir recursively
+    split_file: str | None  # None = scan a directory recursively (see list_from)
     reduce_zero_label: bool
+    ignore_index: int = 255  # 65535 in the detectron2-prepared large-vocabulary sets (uint16 TIFs)
+    list_from: str = "images"  # without a split file: scan img_dir ("images") or ann_dir ("labels")
+
+    @property
+    def label_max(self) -> int:
+        """Largest raw label value a file may hold (the dtype follows: uint8 up to 255, else uint16)."""
+        return max(255, self.ignore_index)
 
 
 VOC = Layout("JPEGImages", "SegmentationClass", ".jpg", ".png", "ImageSets/Segmentation/val.txt", False)
@@ -135,6 +142,20 @@ class MMSegDataset(Dataset):
                         f"{img}: image of {image_id!r} listed in {self.root / lay.split_file} is missing; "
                         f"restore it or use the split list that matches your files"
                     )
+        elif lay.list_from == "labels":  # the image folder holds more than the split (VOC2010 for pc459)
+            rel = scan_suffix(ann_dir, lay.seg_suffix)
+            if not rel:
+                raise DataError(
+                    f"{ann_dir}: no *{lay.seg_suffix} label maps found for {self.name}; check the layout "
+                    f"(`ovss-bench data check {self.name} --root {self.root} --fix-hint`)"
+                )
+            samples = []
+            for r in rel:
+                image_id = r[: -len(lay.seg_suffix)]
+                img = img_dir / f"{image_id}{lay.img_suffix}"
+                if not img.is_file():
+                    raise DataError(f"{img}: image of label {ann_dir / r} is missing; restore it from the dataset archive")
+                samples.append((image_id, img, ann_dir / r))
         else:
             rel = scan_suffix(img_dir, lay.img_suffix)
             if not rel:
@@ -156,6 +177,10 @@ class MMSegDataset(Dataset):
 
     # -- contract -----------------------------------------------------------------------------
     @property
+    def ignore_index(self) -> int:  # type: ignore[override]
+        return self.layout.ignore_index
+
+    @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             lay = self.layout
@@ -171,7 +196,7 @@ class MMSegDataset(Dataset):
             raise IndexError(f"{self.name}: index {k} out of range 0..{len(self.samples) - 1}")
         image_id, img_path, ann_path = self.samples[k]
         image = read_image(img_path)
-        label = self.convert_label(read_label(ann_path), ann_path)
+        label = self.convert_label(read_label(ann_path, self.layout.label_max), ann_path)
         if label.shape != image.shape[:2]:
             raise DataError(
                 f"{ann_path}: label is {label.shape[1]}x{label.shape[0]} but its image {img_path.name} is "
@@ -180,32 +205,35 @@ class MMSegDataset(Dataset):
         return image_id, image, label
 
     def convert_label(self, raw: np.ndarray, path: Path | str = "<label>") -> np.ndarray:
-        """Raw label map -> evaluated label space (``uint8 [H, W]``, class ids and 255).
+        """Raw label map -> evaluated label space (``uint8`` or ``uint16 [H, W]``: class ids and the
+        dataset's ``ignore_index``).
 
         Raises:
-            DataError: a value that is neither a class id nor 255 after the conversion.
+            DataError: a value that is neither a class id nor the ignore index after the conversion.
         """
         label = reduce_zero_label(raw) if self.layout.reduce_zero_label else raw
-        check_label_values(label, self.num_classes, path, self.name)
+        check_label_values(label, self.num_classes, path, self.name, self.layout.ignore_index)
         return label
 
 
-def bad_label_values(label: np.ndarray, num_classes: int) -> list[int]:
-    """Sorted values of a ``uint8`` label map that are neither class ids (``< num_classes``) nor 255."""
-    if num_classes >= 255:
-        return []
-    present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
-    return [int(v) for v in present if v >= num_classes and v != 255]
+def bad_label_values(label: np.ndarray, num_classes: int, ignore_index: int = 255) -> list[int]:
+    """Sorted values of an integer label map that are neither class ids (``< num_classes``) nor ``ignore_index``."""
+    flat = label.ravel()
+    if label.dtype in (np.uint8, np.uint16):
+        present = np.flatnonzero(np.bincount(flat))
+    else:
+        present = np.unique(flat)
+    return [int(v) for v in present if (v >= num_classes or v < 0) and v != ignore_index]
 
 
-def check_label_values(label: np.ndarray, num_classes: int, path: Path | str, name: str) -> None:
-    """Raise DataError if ``label`` holds a value outside ``0..num_classes-1`` and 255."""
-    bad = bad_label_values(label, num_classes)
+def check_label_values(label: np.ndarray, num_classes: int, path: Path | str, name: str, ignore_index: int = 255) -> None:
+    """Raise DataError if ``label`` holds a value outside ``0..num_classes-1`` and ``ignore_index``."""
+    bad = bad_label_values(label, num_classes, ignore_index)
     if bad:
         shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
         raise DataError(
-            f"{path}: label values {shown} are outside {name}'s {num_classes} classes and 255; the label was not "
-            f"converted for this benchmark (run `ovss-bench data check {name} --root ... --fix-hint`)"
+            f"{path}: label values {shown} are outside {name}'s {num_classes} classes and {ignore_index}; the label was "
+            f"not converted for this benchmark (run `ovss-bench data check {name} --root ... --fix-hint`)"
         )
 
 

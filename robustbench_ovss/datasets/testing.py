@@ -37,6 +37,13 @@ def fake_ids(name: str, n: int) -> list[str]:
     if name == "cityscapes":
         cities = ("frankfurt", "lindau", "munster")
         return [f"{cities[i % 3]}/{cities[i % 3]}_{i:06d}_000019" for i in range(n)]
+    if name == "pc459":
+        return [f"2008_{i:06d}" for i in range(n)]
+    if name == "ade847":
+        return [f"ADE_frame_{i + 1:08d}" for i in range(n)]
+    if name.startswith("acdc-"):
+        seqs = ("GOPR0475", "GOPR0476")
+        return [f"{seqs[i % 2]}/{seqs[i % 2]}_frame_{i:06d}" for i in range(n)]
     return [f"ADE_val_{i + 1:08d}" for i in range(n)]
 
 
@@ -51,13 +58,14 @@ def write_fake_dataset(
     """Write a fake ``name`` tree under ``data_root/<default_root>`` and return that directory.
 
     Args:
-        name: one of the eight mmseg benchmarks.
+        name: one of the mmseg benchmarks, the detectron2-prepared large-vocabulary sets (uint16 TIF
+            labels with 65535 = ignore and ids above 255) or an ACDC condition.
         data_root: directory that will hold ``VOC2012/``, ``ADE20K/``, ...
         n_images: images (split list in reverse-sorted order for split-list datasets, so that tests can
             tell list order from sorted order).
         size: ``(height, width)`` of every image.
         seed: numpy seed of the pixel values.
-        ignore_fraction: share of label pixels set to 255.
+        ignore_fraction: share of label pixels set to the dataset's ignore index.
     """
     from ..registry import DATASETS
 
@@ -75,9 +83,13 @@ def write_fake_dataset(
         ann_path.parent.mkdir(parents=True, exist_ok=True)
         image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         Image.fromarray(image).save(img_path, **({"quality": 95} if img_path.suffix == ".jpg" else {}))
-        label = rng.integers(0, nvals, (h, w)).astype(np.uint8)
-        label[rng.random((h, w)) < ignore_fraction] = 255
+        dtype = np.uint8 if lay.label_max <= 255 else np.uint16
+        label = rng.integers(0, nvals, (h, w)).astype(dtype)
+        label[rng.random((h, w)) < ignore_fraction] = lay.ignore_index
         write_label(ann_path, label, palette=name in ("voc21", "voc20"))
+    if lay.list_from == "labels":  # the image folder holds more than the split (all of VOC2010)
+        extra = root / lay.img_dir / f"2099_{0:06d}{lay.img_suffix}"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(extra)
     if lay.split_file is not None:
         split = root / lay.split_file
         split.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +99,10 @@ def write_fake_dataset(
 
 def write_label(path: str | Path, label: np.ndarray, palette: bool = False) -> None:
     """Save ``uint8 [H, W]`` label values as a PNG: palette ("P", VOC style, colours differ from the
-    indices) or grayscale ("L")."""
+    indices) or grayscale ("L"); ``uint16`` labels as a 16-bit TIFF or PNG (by the path's suffix)."""
+    if np.asarray(label).dtype == np.uint16:
+        Image.fromarray(np.ascontiguousarray(label)).save(path)
+        return
     im = Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8))  # mode "L"
     if palette:
         pal: list[int] = []

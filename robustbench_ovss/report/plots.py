@@ -168,3 +168,23 @@ def active_set(curve: pd.DataFrame, palette: dict, out_dir: Path) -> list[Path]:
         ax.grid(True, alpha=0.3)
     g.figure.suptitle("Active set under corruption (mean ± std over seeds)", y=1.02)
     return [_save(g.figure, out_dir / "active_set.png")]
+
+
+def shift_scatter(pairs: pd.DataFrame, palette: dict, out_dir: Path) -> list[Path]:
+    """Real-condition drop against the imitating synthetic corruption's drop (points), one point per
+    method and condition (``report.shift.shift_pairs``), with the diagonal."""
+    if pairs.empty:
+        return []
+    d = _by_method(pairs).assign(real=pairs["real_drop"].to_numpy() * 100, synthetic=pairs["synthetic_drop"].to_numpy() * 100)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    sns.scatterplot(data=d, x="synthetic", y="real", hue="method", hue_order=_labels_in(d, palette), palette=palette,
+                    style="condition", s=110, ax=ax, edgecolor="black", linewidth=0.5)
+    lo = float(min(d["synthetic"].min(), d["real"].min(), 0.0))
+    hi = float(max(d["synthetic"].max(), d["real"].max(), 1.0))
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("synthetic drop (mIoU points)")
+    ax.set_ylabel("real-condition drop (mIoU points)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Synthetic vs real shift")
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", borderaxespad=0, fontsize=9)
+    return [_save(fig, out_dir / "shift_synthetic_vs_real.png")]

@@ -160,7 +160,8 @@ def bootstrap(ci: pd.DataFrame) -> str:
 # -- speed ------------------------------------------------------------------------------------------
 
 
-def speed(sp: pd.DataFrame, reference: str, mixed: pd.DataFrame | None = None) -> str:
+def speed(sp: pd.DataFrame, reference: str, mixed: pd.DataFrame | None = None,
+          by_vocab: pd.DataFrame | None = None) -> str:
     """Throughput table per dataset and device; never a number mixing devices."""
     parts = ["## Speed", ""]
     if mixed is not None and not mixed.empty:
@@ -191,6 +192,38 @@ def speed(sp: pd.DataFrame, reference: str, mixed: pd.DataFrame | None = None) -
     parts += [md_table(pd.DataFrame(rows, columns=hdr), align_right=hdr[5:]), ""]
     if notes:
         parts += [bullet_list(sorted(set(notes))), ""]
+    if by_vocab is not None and len(by_vocab) > 1:
+        rows = [[r.dataset, r.device, int(r.prompts), r.label, f"{r.speedup:.2f}×", f"{r.pipeline_speedup:.2f}×"]
+                for r in by_vocab.itertuples(index=False)]
+        hdr = ["dataset", "device", "prompts (vocabulary)", "method", f"speed-up vs {reference}", "pipeline speed-up"]
+        parts += ["### Speed-up by vocabulary size", "",
+                  f"The speed-ups above by the number of prompts `{reference}` decodes per image (the vocabulary), "
+                  "smallest first.", "", md_table(pd.DataFrame(rows, columns=hdr), align_right=hdr[2:]), ""]
+    return "\n".join(parts) + "\n"
+
+
+# -- synthetic vs real shift ------------------------------------------------------------------------
+
+
+def shift(pairs: pd.DataFrame, rho: float, n: int, min_pairs: int) -> str:
+    """Real-condition drops beside the synthetic corruptions that imitate them, and their rank correlation."""
+    if pairs.empty:
+        return ""
+    parts = ["## Synthetic vs real shift", "",
+             "Drop = clean mIoU of the counterpart dataset minus mIoU under the shift (points). Real: the "
+             "real-condition set's own images; synthetic: the counterpart corrupted by the corruptions meant to "
+             "imitate that condition (mean over severities, seeds and, where two, corruptions).", ""]
+    rows = [[r.label, r.condition, f"{r.dataset} vs {r.clean_dataset} + {r.corruptions}", pct(r.clean_miou),
+             pct(r.real_miou), f"{100 * r.real_drop:.2f}", pct(r.synthetic_miou), f"{100 * r.synthetic_drop:.2f}"]
+            for r in pairs.itertuples(index=False)]
+    hdr = ["method", "condition", "pair", "clean mIoU", "real mIoU", "real drop", "synthetic mIoU", "synthetic drop"]
+    parts += [md_table(pd.DataFrame(rows, columns=hdr), align_right=hdr[3:]), ""]
+    if n < min_pairs:
+        parts += [f"Spearman rank correlation of synthetic vs real drops: not computed, {n} (method, condition) "
+                  f"pair(s) (at least {min_pairs} are needed for a number that means anything).", ""]
+    else:
+        parts += [f"Spearman rank correlation of synthetic vs real drops over {n} pooled (method, condition) pairs: "
+                  f"**{rho:.3f}**.", ""]
     return "\n".join(parts) + "\n"
 
 
@@ -319,7 +352,8 @@ def missing(miss: pd.DataFrame, notes: Sequence[str]) -> str:
 def figures(paths: dict[str, list[Path]], out_dir: Path) -> str:
     """Embedded PNG figures."""
     titles = {"miou_vs_severity": "mIoU vs severity", "rpc_heatmap": "rPC heat map",
-              "speed_accuracy": "Speed vs accuracy", "active_set": "Active-set size and recall vs severity"}
+              "speed_accuracy": "Speed vs accuracy", "active_set": "Active-set size and recall vs severity",
+              "shift": "Synthetic vs real shift"}
     parts = ["## Figures", ""]
     if not paths:
         return "\n".join(parts + ["Not drawn (text-only report).", ""]) + "\n"

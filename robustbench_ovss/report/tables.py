@@ -280,6 +280,23 @@ def speed_table(results: pd.DataFrame, reference: str) -> pd.DataFrame:
     return agg[cols].sort_values(["dataset", "device", "label"]).reset_index(drop=True)
 
 
+def speedup_by_vocabulary(speed: pd.DataFrame, results: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Speed-ups of the non-reference methods per dataset with the reference's prompts per image.
+
+    Columns ``dataset, device, prompts, label, speedup, pipeline_speedup``, sorted by prompts; empty
+    when the results do not say how many prompts the reference decoded.
+    """
+    cols = ["dataset", "device", "prompts", "label", "speedup", "pipeline_speedup"]
+    r = ok_rows(results)
+    if "prompts_decoded" not in r.columns or speed.empty:
+        return pd.DataFrame(columns=cols)
+    ref = r[r["label"] == reference]
+    prompts = pd.to_numeric(ref["prompts_decoded"], errors="coerce").groupby(ref["dataset"]).mean().dropna()
+    s = speed[(speed["label"] != reference) & speed["dataset"].isin(prompts.index) & speed["speedup"].notna()]
+    out = s.assign(prompts=s["dataset"].map(prompts))[cols]
+    return out.sort_values(["prompts", "dataset", "label"]).reset_index(drop=True)
+
+
 def text_protocol(params: Any) -> str:
     """"re-encoded per image" when a unit's params (JSON text or dict) set ``reencode_text``, else "cached"."""
     if isinstance(params, str):
