@@ -21,7 +21,8 @@ class Dataset:
     Attributes:
         name: registry name ("voc21").
         classes: one alias list per label id, the prompts of the reference methods.
-        ignore_index: label value not evaluated (always 255).
+        ignore_index: label value not evaluated (255 unless the dataset says otherwise: 65535 for the
+            detectron2-prepared uint16 labels of ade847 and pc459).
         bg_idx: label id of the background class, or None.
         prob_thd: reference background threshold (0.0 = no background rule).
         default_root: directory name under the data root ("VOC2012"); "" when the dataset needs no files.
@@ -53,5 +54,7 @@ class Dataset:
         raise NotImplementedError
 
     def __getitem__(self, k: int) -> tuple[str, np.ndarray, np.ndarray]:
-        """Image k as ``(image_id, image uint8 [H, W, 3] RGB, label uint8 [H, W], 255 = ignore)``."""
+        """Image k as ``(image_id, image uint8 [H, W, 3] RGB, label [H, W])``: an unsigned integer label map
+        wide enough for the class count (uint8, or uint16 beyond 255 classes) holding class ids and
+        ``ignore_index``."""
         raise NotImplementedError

@@ -275,6 +275,11 @@ def published(acc: pd.DataFrame, means: pd.DataFrame, spd: pd.DataFrame, pub: Pu
              f"Hardware of the paper: {escape(src.get('hardware', ''))}; checkpoint {escape(src.get('checkpoint', ''))}. "
              "Only finished full-split units of the built-in methods (default label) are compared; "
              "an empty published cell means the paper has no number there.", ""]
+    large = sorted({"ade847", "pc459"} & set(results.get("dataset", pd.Series(dtype=str)).astype(str)))
+    if large:
+        parts += [f"No published numbers are shown for {', '.join(large)}: the ActiveSAM paper reports none, and SAM 3's "
+                  "own semantic-segmentation results on these sets could not be confirmed in a primary source "
+                  "(a secondary source's ADE-847 figure is left out).", ""]
     if acc.empty and spd.empty:
         limits = pd.to_numeric(tables.ok_rows(results).get("limit", pd.Series(dtype=float)), errors="coerce")
         why = " (this run used --limit, so no unit covers a whole split)" if (limits > 0).any() else ""
