@@ -58,3 +58,11 @@ def test_too_few_pairs_give_no_number_and_no_pairs_no_section() -> None:
     assert n == 3 and np.isnan(rho)
     assert "not computed, 3 (method, condition) pair(s)" in sections.shift(pairs, rho, n, MIN_PAIRS)
     assert sections.shift(shift_pairs(res[res.dataset == "cityscapes"]), np.nan, 0, MIN_PAIRS) == ""
+
+
+def test_constant_drops_have_no_correlation() -> None:
+    pairs = shift_pairs(_results())
+    flat = pairs.assign(real_drop=0.1)
+    rho, n = shift_correlation(flat)
+    assert n == 12 and np.isnan(rho)
+    assert "not defined" in sections.shift(flat, rho, n, MIN_PAIRS)

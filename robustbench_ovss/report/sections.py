@@ -221,6 +221,9 @@ def shift(pairs: pd.DataFrame, rho: float, n: int, min_pairs: int) -> str:
     if n < min_pairs:
         parts += [f"Spearman rank correlation of synthetic vs real drops: not computed, {n} (method, condition) "
                   f"pair(s) (at least {min_pairs} are needed for a number that means anything).", ""]
+    elif rho != rho:  # NaN: a constant series
+        parts += [f"Spearman rank correlation of synthetic vs real drops over {n} pairs: not defined, the real or the "
+                  "synthetic drops are all equal.", ""]
     else:
         parts += [f"Spearman rank correlation of synthetic vs real drops over {n} pooled (method, condition) pairs: "
                   f"**{rho:.3f}**.", ""]

@@ -75,10 +75,12 @@ def shift_pairs(results: pd.DataFrame) -> pd.DataFrame:
 
 def shift_correlation(pairs: pd.DataFrame) -> tuple[float, int]:
     """(Spearman's rho of synthetic vs real drop over the pooled pairs, number of pairs); rho is NaN
-    below :data:`MIN_PAIRS` pairs."""
+    below :data:`MIN_PAIRS` pairs or when either series is constant."""
     n = len(pairs)
     if n < MIN_PAIRS:
         return math.nan, n
+    if pairs["synthetic_drop"].nunique() < 2 or pairs["real_drop"].nunique() < 2:
+        return math.nan, n  # a constant series has no ranks to correlate
     from scipy.stats import spearmanr
 
     rho = spearmanr(pairs["synthetic_drop"], pairs["real_drop"]).statistic
