@@ -58,6 +58,7 @@ REFERENCE_PROB_THD = MappingProxyType({"voc21": 0.4, "context60": 0.1, "coco_obj
 DATASET_ALIASES = MappingProxyType({
     "voc-sample": "voc21",
     "acdc-fog": "cityscapes", "acdc-night": "cityscapes", "acdc-rain": "cityscapes", "acdc-snow": "cityscapes",
+    "dark-zurich": "cityscapes",
     "ade847": "ade20k",
     "pc459": "context59",
 })  # fmt: skip

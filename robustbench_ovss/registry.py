@@ -227,6 +227,7 @@ DATASETS: Registry[Callable[..., Any]] = Registry(
         "voc-sample": "robustbench_ovss.datasets.voc_sample",
         **{n: "robustbench_ovss.datasets.large_vocab" for n in ("ade847", "pc459")},
         **{f"acdc-{c}": "robustbench_ovss.datasets.acdc" for c in ("fog", "night", "rain", "snow")},
+        "dark-zurich": "robustbench_ovss.datasets.acdc",
     },
 )
 CORRUPTIONS: Registry[Any] = Registry(

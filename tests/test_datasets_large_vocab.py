@@ -129,3 +129,10 @@ def test_clean_only_datasets_get_no_corrupted_units(tmp_path: Path) -> None:
     res = pd.read_csv(out / "results.csv")
     assert sorted(map(tuple, res[["dataset", "corruption"]].to_numpy())) == [
         ("acdc-fog", "none"), ("toy", "none"), ("toy", "toy_noise")]
+
+
+def test_dark_zurich_layout(tmp_path: Path) -> None:
+    root = write_fake_dataset("dark-zurich", tmp_path, n_images=2)
+    ds = DATASETS.get("dark-zurich")(root=root)
+    assert len(ds) == 2 and ds.num_classes == 19 and ds.samples[0][1].parent.parent.name == "night"
+    assert reference_confidence("dark-zurich") == reference_confidence("cityscapes")

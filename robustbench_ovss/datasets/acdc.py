@@ -7,6 +7,11 @@ and 100 validation images, 1080x1920), under one root ``ACDC/``:
 The prompts are Cityscapes' (``configs/vocab/cityscapes.txt``), and so are the methods' per-dataset
 defaults (``methods/defaults.py``), so a real condition and the synthetic corruption that imitates it
 are evaluated the same way.
+
+``dark-zurich``: Dark Zurich validation (Sakaridis et al., 50 night images, 1080x1920, the same label
+set), as simple: ``DarkZurich/rgb_anon/val/night/<sequence>/*_rgb_anon.png`` with
+``gt/val/night/<sequence>/*_gt_labelTrainIds.png`` (the layout refign's loader reads, github
+brdav/refign 4efc6a8 ``data_modules/datasets/darkzurich.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from ..registry import DATASETS
 from .mmseg import LAYOUTS, Layout, MMSegDataset
 
-__all__ = ["ACDC_CONDITIONS", "ACDC_VAL_SIZES", "acdc_layout"]
+__all__ = ["ACDC_CONDITIONS", "ACDC_VAL_SIZES", "DarkZurichDataset", "acdc_layout"]
 
 ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
 ACDC_VAL_SIZES = {"fog": 100, "night": 106, "rain": 100, "snow": 100}
@@ -41,3 +46,17 @@ def _register(condition: str) -> type[MMSegDataset]:
 
 for _c in ACDC_CONDITIONS:
     _register(_c)
+
+
+@DATASETS.register("dark-zurich")
+class DarkZurichDataset(MMSegDataset):
+    """dark-zurich: Dark Zurich validation (50 night images), Cityscapes train ids."""
+
+    name = "dark-zurich"
+    default_root = "DarkZurich"
+    layout = Layout("rgb_anon/val/night", "gt/val/night", "_rgb_anon.png", "_gt_labelTrainIds.png", None, False)
+    vocab_name = "cityscapes"
+    split_size = 50
+
+
+LAYOUTS["dark-zurich"] = DarkZurichDataset.layout

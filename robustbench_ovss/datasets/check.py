@@ -77,6 +77,11 @@ _ACDC = (
     "*_rgb_anon.png and gt/<condition>/val/<sequence>/*_gt_labelTrainIds.png (Cityscapes train ids 0..18, 255 = "
     "ignore) ship ready; no conversion is needed."
 )
+_DARK_ZURICH = (
+    "Dark Zurich: download Dark_Zurich_val_anon.zip from the Dark Zurich page (trace.ethz.ch, GCMA_UIoU) and "
+    "extract it into DarkZurich/ used as the root: rgb_anon/val/night/<sequence>/*_rgb_anon.png and "
+    "gt/val/night/<sequence>/*_gt_labelTrainIds.png (Cityscapes train ids, 255 = ignore); no conversion is needed."
+)
 FIX_HINTS: dict[str, str] = {
     "voc21": _VOC,
     "voc20": _VOC,
@@ -89,6 +94,7 @@ FIX_HINTS: dict[str, str] = {
     "ade847": _ADE847,
     "pc459": _PC459,
     **{f"acdc-{c}": _ACDC for c in ("fog", "night", "rain", "snow")},
+    "dark-zurich": _DARK_ZURICH,
 }
 
 

@@ -41,7 +41,7 @@ def fake_ids(name: str, n: int) -> list[str]:
         return [f"2008_{i:06d}" for i in range(n)]
     if name == "ade847":
         return [f"ADE_frame_{i + 1:08d}" for i in range(n)]
-    if name.startswith("acdc-"):
+    if name.startswith("acdc-") or name == "dark-zurich":
         seqs = ("GOPR0475", "GOPR0476")
         return [f"{seqs[i % 2]}/{seqs[i % 2]}_frame_{i:06d}" for i in range(n)]
     return [f"ADE_val_{i + 1:08d}" for i in range(n)]

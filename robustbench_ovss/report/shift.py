@@ -2,7 +2,8 @@
 
 A real-condition dataset is paired with the clean dataset of the same kind of scenes and with the
 synthetic corruptions meant to imitate the condition (:data:`REAL_SHIFTS`: ACDC fog -> Cityscapes fog,
-snow -> snow and frost, rain -> the ``rain`` extra, night -> the ``low_light`` extra). Per method and
+snow -> snow and frost, rain -> the ``rain`` extra, night -> the ``low_light`` extra; Dark Zurich's
+night likewise). Per method and
 condition:
 
 - real drop = clean mIoU of the counterpart - mIoU on the real-condition set;
@@ -42,6 +43,7 @@ REAL_SHIFTS = (
     RealShift("acdc-night", "night", "cityscapes", ("low_light",)),
     RealShift("acdc-rain", "rain", "cityscapes", ("rain",)),
     RealShift("acdc-snow", "snow", "cityscapes", ("snow", "frost")),
+    RealShift("dark-zurich", "night (Dark Zurich)", "cityscapes", ("low_light",)),
 )
 
 PAIR_COLUMNS = ["label", "dataset", "condition", "clean_dataset", "corruptions", "clean_miou", "real_miou",
