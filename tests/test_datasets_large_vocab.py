@@ -136,3 +136,24 @@ def test_dark_zurich_layout(tmp_path: Path) -> None:
     ds = DATASETS.get("dark-zurich")(root=root)
     assert len(ds) == 2 and ds.num_classes == 19 and ds.samples[0][1].parent.parent.name == "night"
     assert reference_confidence("dark-zurich") == reference_confidence("cityscapes")
+
+
+def test_corruption_cache_keeps_uint16_labels_above_255(tmp_path: Path) -> None:
+    from robustbench_ovss.corruptions.cache import CorruptionCache
+
+    root = write_fake_dataset("ade847", tmp_path / "data", n_images=2, size=(30, 40))
+    f = sorted((root / "annotations_detectron2/validation").glob("*.tif"))[0]
+    lab = np.asarray(Image.open(f)).copy()
+    lab[5:25, 5:35] = 800
+    Image.fromarray(lab).save(f)
+    assert main(["corrupt", "--dataset", "ade847", "--corruptions", "elastic_transform", "--severities", "2",
+                 "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "cache")]) == 0
+    ds = DATASETS.get("ade847")(root=root)
+    image_id, image, label = ds[0]
+    from robustbench_ovss.corruptions import image_seed
+
+    hit = CorruptionCache(tmp_path / "cache").get("ade847", image_id, "elastic_transform", 2, 0, fingerprint=ds.fingerprint)
+    assert hit is not None and hit[1] is not None
+    want_img, want_lab = corrupt_pair(image, label, "elastic_transform", 2, image_seed(0, "ade847", image_id, "elastic_transform", 2))
+    assert hit[1].dtype == np.uint16 and np.array_equal(hit[1], want_lab) and 800 in hit[1]
+    assert np.array_equal(hit[0], want_img)
