@@ -278,3 +278,16 @@ def test_segearth_reencode_text_runs_the_text_encoder_per_image_and_changes_no_s
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     with pytest.raises(ConfigError, match="reencode_text"):
         METHODS.get("segearth-ov3")(reencode_text="yes")
+
+
+@pytest.mark.parametrize("mabc", [True, False])
+@pytest.mark.parametrize("bg", [(0, 0.4), (None, 0.0)])
+def test_activesam_labels_from_decoded_classes_equal_the_dense_oracle(backend, images, mabc, bg) -> None:
+    """The decoded-classes-only label path against today's dense [C, H, W] path (the oracle)."""
+    bg_idx, thd = bg
+    m = make("activesam", backend, BIG_VOCAB, ctx_kw={"bg_idx": bg_idx, "prob_thd": thd}, mabc=mabc,
+             confidence_threshold=0.05, hypernym_source="table")
+    for image in images:
+        pred = run(m, image)
+        assert m.stats()["prompts_previewed"] > 0 and m.stats()["prompts_decoded"] < len(m.prompts)
+        assert torch.equal(pred, m.labels(m.class_scores(image)))
