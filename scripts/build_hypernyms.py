@@ -2,7 +2,7 @@
 """Build the shipped WordNet hypernym table ``robustbench_ovss/vocab/hypernyms.json``.
 
 The table lets ActiveSAM's hypernym tokens work where WordNet is not installed. It covers every alias
-of the eight benchmark vocabularies and the synthetic concept names (``configs/vocab/*.txt``), keyed
+of the eight benchmark vocabularies, ade847 (every synonym) and pc459, and the synthetic concept names (``configs/vocab/*.txt``), keyed
 by the WordNet query string of the alias's *canonicalised* form (what ActiveSAM looks up), and holds
 the first lemma of every hypernym of the first noun sense, in WordNet order; lookups apply the
 reference's "first M, then drop duplicates" rule, so any number of hypernym tokens is answered exactly.
@@ -25,7 +25,8 @@ from robustbench_ovss.vocab import canonicalize
 from robustbench_ovss.vocab.wordnet import first_sense_hypernym_lemmas, get_hypernym_source, lookup_key
 
 REPO = Path(__file__).resolve().parent.parent
-VOCABS = ("voc21", "voc20", "context60", "context59", "coco_object", "coco_stuff", "cityscapes", "ade20k", "synthetic")
+VOCABS = ("voc21", "voc20", "context60", "context59", "coco_object", "coco_stuff", "cityscapes", "ade20k", "synthetic",
+          "ade847", "pc459")
 OUT = REPO / "robustbench_ovss" / "vocab" / "hypernyms.json"
 
 

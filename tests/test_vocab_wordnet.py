@@ -155,3 +155,37 @@ def test_nltk_source_reads_an_installed_corpus(debian_wordnet, monkeypatch) -> N
     wn = load_nltk_wordnet()
     assert wn is not None and wn.get_version() == "3.0"
     assert wordnet_hypernyms(wn, "cat", 2) == ["feline"]
+
+
+def test_auto_answers_covered_names_from_the_table_without_loading_wordnet(monkeypatch) -> None:
+    """Issue #14: the table is proven equal to WordNet (test above); auto must not pay nltk's load for it."""
+    import robustbench_ovss.vocab.wordnet as wnmod
+
+    def no_wordnet():  # pragma: no cover - only runs on a regression
+        raise AssertionError("WordNet was loaded for names the table covers")
+
+    monkeypatch.setattr(wnmod, "load_nltk_wordnet", no_wordnet)
+    monkeypatch.setattr(wnmod, "load_wordnet_from_debian", no_wordnet)
+    wnmod._cached_source.cache_clear()
+    try:
+        source = get_hypernym_source("auto")
+        table = get_hypernym_source("table")
+        names = ["cat", "dining table", "traffic light", "building", "sofa"]
+        assert source.kind == "table" and source.lookup_many(names, 2) == table.lookup_many(names, 2)
+    finally:
+        wnmod._cached_source.cache_clear()
+
+
+@needs_debian
+def test_auto_asks_wordnet_for_names_the_table_lacks(debian_wordnet) -> None:
+    import robustbench_ovss.vocab.wordnet as wnmod
+
+    wn, _ = debian_wordnet
+    wnmod._cached_source.cache_clear()
+    try:
+        source = get_hypernym_source("auto")
+        name = "armadillo"
+        assert lookup_key(name) not in load_shipped_table()["hypernyms"]
+        assert source.lookup(name, 2) == wordnet_hypernyms(wn, name, 2) and source.lookup(name, 2)
+    finally:
+        wnmod._cached_source.cache_clear()

@@ -69,7 +69,7 @@ _PC459 = (
     "Pascal Context 459 (pc459): extract VOC2010 (VOCtrainval_03-May-2010.tar) and the full Pascal Context labels "
     "(trainval.tar.gz with the per-image .mat files), then run CAT-Seg's `python datasets/prepare_pascal_context_459.py` "
     "(github KU-CVLAB/CAT-Seg): it writes VOC2010/annotations_detectron2/pc459_val/*.tif (uint16 class ids 0..458, "
-    "65535 = ignore) for the 5105 validation images; use VOC2010 as the root."
+    "65535 = ignore) for the 5104 validation ids of its pascalcontext_val.txt; use VOC2010 as the root."
 )
 _ACDC = (
     "ACDC: download rgb_anon_trainvaltest.zip and gt_trainval.zip from the ACDC site (acdc.vision.ee.ethz.ch, "

@@ -8,14 +8,14 @@ vocabulary files' provenance there):
 * ``ade847``: ``ADE20K_2021_17_01/images_detectron2/validation/*.jpg`` and
   ``annotations_detectron2/validation/*.tif``, 2000 images (short side resized to 512 by the
   preparation), 847 classes;
-* ``pc459``: ``VOC2010/JPEGImages/*.jpg`` and ``annotations_detectron2/pc459_val/*.tif``, 5105 images,
+* ``pc459``: ``VOC2010/JPEGImages/*.jpg`` and ``annotations_detectron2/pc459_val/*.tif``, 5104 images,
   459 classes; JPEGImages holds all of VOC2010, so the split is the set of label maps.
 
 ADE20K-Full names are WordNet-style synonym lists ("bus, autobus, coach, charabanc, ..."). By default
 each class is prompted with its first name only (``synonyms = false``: 847 prompts, the vocabulary size
 equals the class count, as for the other benchmarks); ``[datasets.options.ade847] synonyms = true``
 makes every synonym an alias (its score is the max over them, as for any alias list). Several classes
-share a first name (e.g. two "bag" entries); they get identical prompts and argmax gives their pixels
+share a first name (837 distinct first names; "bag" names three classes); they get identical prompts and argmax gives their pixels
 to the lower id, as in the reference evaluations that prompt by name.
 """
 
@@ -71,7 +71,7 @@ class PC459Dataset(_SynonymDataset):
     default_root = "VOC2010"
     layout = PC459_LAYOUT
     vocab_name = "pc459"
-    split_size = 5105
+    split_size = 5104  # the ids of CAT-Seg's datasets/pascalcontext_val.txt
 
 
 LAYOUTS.update(ade847=ADE847_LAYOUT, pc459=PC459_LAYOUT)

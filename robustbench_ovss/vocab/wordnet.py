@@ -1,6 +1,9 @@
 """WordNet noun hypernyms for ActiveSAM's hypernym tokens, without ever calling ``nltk.download``.
 
-Three sources, tried in this order by :func:`get_hypernym_source` (``"auto"``):
+Three sources. ``"auto"`` (the default) answers from the shipped table (3.) every name it covers - it
+equals a fresh WordNet lookup entry for entry (``tests/test_vocab_wordnet.py``) and loads in well under
+a second, where nltk's WordNet takes 10-20 s per process - and asks WordNet, loaded on first need in
+this order, only for names the table lacks:
 
 1. ``"nltk"`` - nltk's own WordNet corpus when it is already installed somewhere on ``nltk.data.path``;
 2. ``"debian"`` - the WordNet 3.0 database files of the Debian packages ``wordnet-base`` and
@@ -24,6 +27,7 @@ duplicates dropped. Hypernyms are taken in synset-name order (see :func:`first_s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -135,6 +139,7 @@ class HypernymSource:
     detail: str = ""
     wordnet: Any = None
     table: dict[str, list[str]] = field(default_factory=dict)
+    fallback: Any = None  # () -> HypernymSource with a WordNet reader, asked for names the table lacks
 
     @property
     def available(self) -> bool:
@@ -146,7 +151,10 @@ class HypernymSource:
             return wordnet_hypernyms(self.wordnet, name, max_count)
         if self.kind == "table":
             hit = self.table.get(lookup_key(name))
-            return None if hit is None else _first_unique(hit, max_count)
+            if hit is not None:
+                return _first_unique(hit, max_count)
+            if self.fallback is not None:
+                return self.fallback().lookup(name, max_count)
         return None
 
     def lookup_many(self, names: Iterable[str], max_count: int = 2, *, context: str = "") -> list[list[str]]:
@@ -276,19 +284,28 @@ def load_shipped_table() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _cached_source(kind: str) -> HypernymSource:
-    if kind in ("auto", "nltk"):
+    if kind == "auto":
+        table = _cached_source("table")
+        if table.kind == "table":
+            return dataclasses.replace(table, detail=table.detail + " (WordNet for names it lacks)",
+                                       fallback=functools.partial(_cached_source, "wordnet"))
+        return _cached_source("wordnet")
+    if kind == "wordnet":  # nltk's corpus, else the Debian files
+        source = _cached_source("nltk")
+        return source if source.kind != "none" else _cached_source("debian")
+    if kind == "nltk":
         wn = load_nltk_wordnet()
         if wn is not None:
             return HypernymSource("nltk", detail=str(getattr(wn, "root", "")), wordnet=wn)
         if kind == "nltk":
             return HypernymSource("none", detail="nltk has no WordNet data")
-    if kind in ("auto", "debian"):
+    if kind == "debian":
         wn = load_wordnet_from_debian()
         if wn is not None:
             return HypernymSource("debian", detail=str(getattr(wn, "root", "")), wordnet=wn)
         if kind == "debian":
             return HypernymSource("none", detail="no Debian WordNet files")
-    if kind in ("auto", "table"):
+    if kind == "table":
         try:
             data = load_shipped_table()
         except (FileNotFoundError, json.JSONDecodeError, ModuleNotFoundError) as exc:
