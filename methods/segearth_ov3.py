@@ -60,7 +60,52 @@ class FullVocabularyFusion(Sam3MethodBase):
 
     @torch.inference_mode()
     def class_scores(self, image: np.ndarray) -> torch.Tensor:
-        """Fused class scores float32 [C, H, W] of ``image``; sets the per-image stats."""
+        """Fused class scores float32 [C, H, W] of ``image``; sets the per-image stats.
+
+        The dense score map (and the oracle of :meth:`predict`, which keeps only a running best)."""
+        acc: ClassScoreAccumulator | None = None
+
+        def fold(fused: torch.Tensor, classes: list[int]) -> None:
+            nonlocal acc
+            if acc is None:
+                acc = ClassScoreAccumulator(self.num_classes, tuple(fused.shape[-2:]), fused.device)
+            acc.add(fused, classes)
+
+        self._fused_prompts(image, fold)
+        assert acc is not None
+        return acc.scores
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray) -> torch.Tensor:
+        """Labels int64 [H, W], equal to ``labels(class_scores(image))`` without the [C, H, W] map.
+
+        A running per-pixel best score and its class: prompts come in ascending class order (aliases of a
+        class are consecutive) and a later prompt wins only with a strictly higher score, so ties go to the
+        lowest class id as argmax gives them; the start (score 0, class 0) is argmax's answer where every
+        class scores 0.
+        """
+        best: torch.Tensor | None = None
+        arg: torch.Tensor | None = None
+
+        def fold(fused: torch.Tensor, classes: list[int]) -> None:
+            nonlocal best, arg
+            if best is None:
+                best = torch.zeros(fused.shape[-2:], dtype=torch.float32, device=fused.device)
+                arg = torch.zeros(fused.shape[-2:], dtype=torch.long, device=fused.device)
+            for i, c in enumerate(classes):
+                better = fused[i] > best
+                best = torch.where(better, fused[i], best)
+                arg = arg.masked_fill(better, int(c))
+
+        self._fused_prompts(image, fold)
+        assert best is not None and arg is not None
+        if self.bg_idx is not None:
+            arg[best < self.prob_thd] = int(self.bg_idx)
+        return arg
+
+    def _fused_prompts(self, image: np.ndarray, fold: Any) -> None:
+        """Decode every prompt in buckets and hand each bucket's fused maps float32 [n, H, W] and label ids
+        to ``fold``, in prompt order; sets the per-image stats."""
         hw = self._check_image(image)
         backend = self.backend
         bucket = int(self.params["bucket_size"])
@@ -68,22 +113,17 @@ class FullVocabularyFusion(Sam3MethodBase):
         # values, but its speed includes the text encoder; the option reproduces that protocol
         text = backend.encode_text(self.prompts, cache=False) if self.params.get("reencode_text") else self.text
         feats = backend.encode_image(image)
-        acc = ClassScoreAccumulator(self.num_classes, hw, backend.device)
         for chunk in contiguous_buckets(range(len(self.prompts)), bucket):
             dec = backend.decode(feats, text, chunk, bucket)
             semantic = dec.semantic_logits if self.use_semantic else None
             scores, presence = instance_scores(dec, self.pp_dtype)
-            fused = fuse_prompts(dec.mask_logits, scores, semantic, presence, self.conf, hw)
-            acc.add(fused, self._class_index(chunk))
+            fold(fuse_prompts(dec.mask_logits, scores, semantic, presence, self.conf, hw), self._class_index(chunk))
         self._stats = {"prompts_decoded": len(self.prompts)}
-        return acc.scores
 
     def labels(self, scores: torch.Tensor) -> torch.Tensor:
         """Label map int64 [H, W]: argmax, and ``bg_idx`` where the best score is below ``prob_thd``."""
         return threshold_background(scores, self.prob_thd, self.bg_idx)
 
-    def predict(self, image: np.ndarray) -> torch.Tensor:
-        return self.labels(self.class_scores(image))
 
 
 @METHODS.register("segearth-ov3")

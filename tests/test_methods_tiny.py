@@ -291,3 +291,12 @@ def test_activesam_labels_from_decoded_classes_equal_the_dense_oracle(backend, i
         pred = run(m, image)
         assert m.stats()["prompts_previewed"] > 0 and m.stats()["prompts_decoded"] < len(m.prompts)
         assert torch.equal(pred, m.labels(m.class_scores(image)))
+
+
+@pytest.mark.parametrize("name", ["segearth-ov3", "sam3"])
+@pytest.mark.parametrize("bg", [(0, 0.4), (None, 0.0)])
+def test_full_vocabulary_running_best_equals_the_dense_oracle(backend, images, name, bg) -> None:
+    bg_idx, thd = bg
+    m = make(name, backend, BIG_VOCAB, ctx_kw={"bg_idx": bg_idx, "prob_thd": thd}, confidence_threshold=0.05)
+    for image in images:
+        assert torch.equal(run(m, image), m.labels(m.class_scores(image)))
