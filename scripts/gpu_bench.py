@@ -10,7 +10,8 @@ is exactly what the methods run. Per image, with the model time synchronised aro
 
 - ``segearth-ov3`` style: ViT@1008 once, then the 150 prompts one decoder call each;
 - ``activesam`` style: presence preview at 672 (ViT + 1x FPN level, 150 prompts in buckets of 32),
-  then ViT@1008 and 40 prompts in buckets of 32 (with the 4 appended tokens);
+  then ViT@1008 and K prompts in buckets of 32 (with the 4 appended tokens); K defaults to what ActiveSAM's
+  0.8-quantile rule keeps of the vocabulary (``flops.default_active``: 30 of 150);
 
 plus the peak GPU memory per prompt of a decode bucket and two equality checks (bucketed = one per call,
 presence-only = full forward's presence) in bf16. Random weights make timings, not accuracy, meaningful.
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     ap.add_argument("--vocab", type=int, default=150, help="prompts (ADE20K = 150)")
-    ap.add_argument("--active", type=int, default=40)
+    ap.add_argument("--active", type=int, default=None, help="prompts decoded (default: the quantile rule's count)")
     ap.add_argument("--bucket", type=int, default=32)
     ap.add_argument("--images", type=int, default=5, help="timed images per style")
     ap.add_argument("--warmup", type=int, default=1)
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=None,
                     help="load this checkpoint instead of a random real-size model (e.g. builtin:tiny-random for a CPU dry run)")
     args = ap.parse_args(argv)
+    if args.active is None:
+        from robustbench_ovss.flops import default_active
+
+        args.active = default_active(args.vocab)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device", file=sys.stderr)
         return 2
