@@ -181,19 +181,12 @@ def check_dataset(name: str, root: str | Path, progress: Callable[[int, int], No
             rep.add("split", str(exc))
             ids = []
         samples = [(i, img_dir / f"{i}{lay.img_suffix}", ann_dir / f"{i}{lay.seg_suffix}") for i in ids]
-    elif lay.list_from == "labels" and ann_dir.is_dir():
-        rel = scan_suffix(ann_dir, lay.seg_suffix)
-        if not rel:
-            rep.add("layout", f"{ann_dir}: no *{lay.seg_suffix} label maps")
-        samples = [(r[: -len(lay.seg_suffix)], img_dir / f"{r[: -len(lay.seg_suffix)]}{lay.img_suffix}", ann_dir / r)
-                   for r in rel]  # fmt: skip
-    elif lay.list_from == "images" and img_dir.is_dir():
-        rel = scan_suffix(img_dir, lay.img_suffix)
-        if not rel:
-            rep.add("layout", f"{img_dir}: no *{lay.img_suffix} images")
-        samples = [(r[: -len(lay.img_suffix)], img_dir / r, ann_dir / f"{r[: -len(lay.img_suffix)]}{lay.seg_suffix}")
-                   for r in rel]  # fmt: skip
-        if ann_dir.is_dir():
+    elif (ann_dir if lay.list_from == "labels" else img_dir).is_dir():
+        samples = lay.scan(droot)
+        if not samples:
+            listed = f"{ann_dir}: no *{lay.seg_suffix} label maps" if lay.list_from == "labels" else f"{img_dir}: no *{lay.img_suffix} images"
+            rep.add("layout", listed)
+        if lay.list_from == "images" and ann_dir.is_dir():
             ids = {s[0] for s in samples}
             orphans = [r for r in scan_suffix(ann_dir, lay.seg_suffix) if r[: -len(lay.seg_suffix)] not in ids]
             if orphans:

@@ -46,6 +46,17 @@ class Layout:
     ignore_index: int = 255  # 65535 in the detectron2-prepared large-vocabulary sets (uint16 TIFs)
     list_from: str = "images"  # without a split file: scan img_dir ("images") or ann_dir ("labels")
 
+    def scan(self, root: Path) -> list[tuple[str, Path, Path]]:
+        """``(image_id, image path, label path)`` of a layout without a split file: every file of the
+        listed side (``list_from``) under ``root``, sorted as mmseg sorts; the other side's paths are
+        derived and may not exist."""
+        img_dir, ann_dir = root / self.img_dir, root / self.ann_dir
+        if self.list_from == "labels":
+            ids = [r[: -len(self.seg_suffix)] for r in scan_suffix(ann_dir, self.seg_suffix)]
+        else:
+            ids = [r[: -len(self.img_suffix)] for r in scan_suffix(img_dir, self.img_suffix)]
+        return [(i, img_dir / f"{i}{self.img_suffix}", ann_dir / f"{i}{self.seg_suffix}") for i in ids]
+
     @property
     def label_max(self) -> int:
         """Largest raw label value a file may hold (the dtype follows: uint8 up to 255, else uint16)."""
@@ -142,31 +153,18 @@ class MMSegDataset(Dataset):
                         f"{img}: image of {image_id!r} listed in {self.root / lay.split_file} is missing; "
                         f"restore it or use the split list that matches your files"
                     )
-        elif lay.list_from == "labels":  # the image folder holds more than the split (VOC2010 for pc459)
-            rel = scan_suffix(ann_dir, lay.seg_suffix)
-            if not rel:
+        else:  # scan the listed side (labels where the image folder holds more than the split: pc459)
+            samples = lay.scan(self.root)
+            by_labels = lay.list_from == "labels"
+            if not samples:
+                where, what = (ann_dir, f"*{lay.seg_suffix} label maps") if by_labels else (img_dir, f"*{lay.img_suffix} images")
                 raise DataError(
-                    f"{ann_dir}: no *{lay.seg_suffix} label maps found for {self.name}; check the layout "
+                    f"{where}: no {what} found for {self.name}; check the layout "
                     f"(`ovss-bench data check {self.name} --root {self.root} --fix-hint`)"
                 )
-            samples = []
-            for r in rel:
-                image_id = r[: -len(lay.seg_suffix)]
-                img = img_dir / f"{image_id}{lay.img_suffix}"
+            for _, img, ann in samples if by_labels else ():
                 if not img.is_file():
-                    raise DataError(f"{img}: image of label {ann_dir / r} is missing; restore it from the dataset archive")
-                samples.append((image_id, img, ann_dir / r))
-        else:
-            rel = scan_suffix(img_dir, lay.img_suffix)
-            if not rel:
-                raise DataError(
-                    f"{img_dir}: no *{lay.img_suffix} images found for {self.name}; check the layout "
-                    f"(`ovss-bench data check {self.name} --root {self.root}`)"
-                )
-            samples = []
-            for r in rel:
-                image_id = r[: -len(lay.img_suffix)]
-                samples.append((image_id, img_dir / r, ann_dir / f"{image_id}{lay.seg_suffix}"))
+                    raise DataError(f"{img}: image of label {ann} is missing; restore it from the dataset archive")
         for image_id, img, ann in samples:
             if not ann.is_file():
                 raise DataError(
