@@ -16,7 +16,7 @@ import cv2
 import pytest
 
 from robustbench_ovss.datasets.synthetic import render_scene
-from robustbench_ovss.datasets.testing import write_fake_dataset
+from robustbench_ovss.testing.fake_datasets import write_fake_dataset
 from robustbench_ovss.registry import DATASETS
 
 

@@ -20,6 +20,13 @@ An ``image_id`` containing ``/`` (Cityscapes' ``city/name``) becomes sub-directo
 ``seed`` is the run's base seed; ``image_seed`` the per-image seed of DESIGN §4 derived from it, so a
 cached image equals ``corrupt(image, corruption, severity, image_seed)`` byte for byte.
 
+Writing is resumable whatever stops it (Ctrl-C, SIGTERM, ``kill -9``, a full disk): after an image's
+PNG files are in place, its manifest entry is appended to ``manifest.journal`` in the same directory
+(one JSON line, flushed); the manifest itself is rewritten every ``flush_every`` seconds and at the
+end, and the journal is then emptied. A rerun reads the manifest plus the journal (a torn last line is
+ignored) and keeps every entry whose files still hash to the recorded sha256; anything else is
+corrupted again.
+
 Reading (:class:`CorruptionCache`): an entry missing from the manifest (or a missing manifest) is a miss
 (``None``: corrupt on the fly); a file whose sha256 differs from the manifest, a missing file the manifest
 lists, or a manifest made with another seed or dataset fingerprint is a :class:`CorruptionError` naming
@@ -45,9 +52,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptionError, OvssError
+from ..files import atomic_write_bytes, file_mode, write_error
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+JOURNAL = "manifest.journal"
 LABEL_SUFFIX = ".label.png"
 _VERSION_DISTS = (
     "ovss-bench", "imagecorruptions-imaug", "albumentations", "numpy", "scipy", "scikit-image",
@@ -80,16 +89,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -131,9 +130,16 @@ class CorruptionCache:
         root: the directory given to ``ovss-bench corrupt --out``.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, data_roots: dict[str, str] | None = None):
         self.root = Path(root)
+        self.data_roots = dict(data_roots or {})  # dataset -> --data-root, for complete regeneration commands
         self._manifests: dict[Path, tuple[float, dict[str, Any]]] = {}
+
+    def regenerate_command(self, dataset: str, corruption: str, severity: int, seed: int) -> str:
+        """The ``ovss-bench corrupt`` command that rewrites one (dataset, corruption, severity) of this cache."""
+        data_root = f" --data-root {self.data_roots[dataset]}" if dataset in self.data_roots else ""
+        return (f"ovss-bench corrupt --dataset {dataset} --corruptions {corruption} --severities {severity} "
+                f"--seed {seed}{data_root} --out {self.root}")
 
     def manifest(self, dataset: str, corruption: str, severity: int) -> dict[str, Any] | None:
         """The manifest of one (dataset, corruption, severity), or None when there is none."""
@@ -180,10 +186,7 @@ class CorruptionCache:
         if entry is None:
             return None
         leaf = leaf_dir(self.root, dataset, corruption, severity)
-        regen = (
-            f"regenerate it with `ovss-bench corrupt --dataset {dataset} --corruptions {corruption} "
-            f"--severities {severity} --seed {seed} --out {self.root}`"
-        )
+        regen = f"regenerate it with `{self.regenerate_command(dataset, corruption, severity, seed)}`"
         if man.get("seed") != seed:
             raise CorruptionError(
                 f"corruption cache: {leaf / MANIFEST} was made with seed {man.get('seed')}, the run uses seed {seed}; {regen}"
@@ -260,13 +263,13 @@ def _corrupt_image(k: int) -> tuple[str, list[tuple[str, int, dict[str, Any]]]]:
             "image_seed": s,
             "shape": [int(img.shape[0]), int(img.shape[1])],
         }
-        _atomic_write(leaf / entry["image"], data)
+        atomic_write_bytes(leaf / entry["image"], data)
         if moves_pixels(corruption):
             lab_png = _label_for_png(lab)
             ldata = _png_bytes(lab_png)
             entry.update(label=f"{rel}{LABEL_SUFFIX}", label_sha256=hashlib.sha256(ldata).hexdigest(),
                          label_dtype=str(np.asarray(lab).dtype))  # fmt: skip
-            _atomic_write(leaf / entry["label"], ldata)
+            atomic_write_bytes(leaf / entry["label"], ldata)
         out.append((corruption, severity, entry))
     return image_id, out
 
@@ -307,14 +310,17 @@ def _open_leaf(root: Path, dataset: str, corruption: str, severity: int, seed: i
 
     leaf = leaf_dir(root, dataset, corruption, severity)
     man = CorruptionCache(root).manifest(dataset, corruption, severity)
+    journal = _read_journal(leaf)
     if man is None:
         c = CORRUPTIONS.get(corruption)
-        return {
+        man = {
             "format": FORMAT, "dataset": dataset, "fingerprint": fingerprint, "corruption": corruption,
             "severity": int(severity), "seed": int(seed), "moves_pixels": moves_pixels(corruption),
             "reference": getattr(c, "reference", ""), "matches_reference": bool(getattr(c, "matches_reference", True)),
             "versions": versions, "updated_at": "", "files": {},
         }  # fmt: skip
+        if not journal:
+            return man
     where = leaf / MANIFEST
     fix = f"use another --out, or delete {leaf} to regenerate it"
     if man.get("seed") != seed:
@@ -325,19 +331,56 @@ def _open_leaf(root: Path, dataset: str, corruption: str, severity: int, seed: i
         old = man.get("versions") or {}
         diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in versions.items() if old.get(k) != v)
         raise CorruptionError(f"corruption cache: {where} was made with other library versions ({diff}); {fix}")
-    # keep only entries whose files are still there with the recorded size (full sha256 checks happen on read)
+    # keep only entries whose files still hold the recorded bytes: a file damaged in place (same size,
+    # other content) is corrupted again instead of being counted as cached
+    from .seeding import image_seed
+
     files = {}
-    for image_id, e in man["files"].items():
-        paths = [(leaf / e["image"], e.get("bytes"))] + ([(leaf / e["label"], None)] if e.get("label") else [])
-        if all(p.is_file() and (n is None or p.stat().st_size == n) for p, n in paths):
+    for image_id, e in {**man["files"], **journal}.items():
+        if e.get("image_seed") != image_seed(seed, dataset, image_id, corruption, severity):
+            continue  # a journal line of a run with another seed that was killed before its first manifest
+        paths = [(leaf / e["image"], e["sha256"])] + ([(leaf / e["label"], e["label_sha256"])] if e.get("label") else [])
+        if all(_file_sha256(p) == h for p, h in paths):
             files[image_id] = e
     return {**man, "files": files}
 
 
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _read_journal(leaf: Path) -> dict[str, dict[str, Any]]:
+    """Entries appended since the manifest was last written (image_id -> entry); a torn line is skipped."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        lines = (leaf / JOURNAL).read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            out[str(rec["image_id"])] = rec["entry"]
+        except (ValueError, KeyError, TypeError):
+            continue  # the last line of a killed process
+    return out
+
+
+def _append_journal(leaf: Path, image_id: str, entry: dict[str, Any]) -> None:
+    leaf.mkdir(parents=True, exist_ok=True)
+    fd = os.open(leaf / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, file_mode())
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"image_id": image_id, "entry": entry}, sort_keys=True) + "\n")
+
+
 def _write_manifest(root: Path, man: dict[str, Any]) -> None:
+    """Write a leaf's manifest (it then holds every journal entry) and empty its journal."""
     man["updated_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    path = leaf_dir(root, man["dataset"], man["corruption"], man["severity"]) / MANIFEST
-    _atomic_write(path, (json.dumps(man, indent=1, sort_keys=True) + "\n").encode())
+    leaf = leaf_dir(root, man["dataset"], man["corruption"], man["severity"])
+    atomic_write_bytes(leaf / MANIFEST, (json.dumps(man, indent=1, sort_keys=True) + "\n").encode())
+    (leaf / JOURNAL).unlink(missing_ok=True)
 
 
 def _fmt_seconds(s: float) -> str:
@@ -413,6 +456,7 @@ def generate(
                 counts["skipped"] += len(leaves) - len(entries)
                 for corruption, severity, entry in entries:
                     mans[(corruption, severity)]["files"][image_id] = entry
+                    _append_journal(leaf_dir(root, dataset, corruption, severity), image_id, entry)
                     dirty.add((corruption, severity))
                     counts["written"] += 1
                 now = time.monotonic()
@@ -439,6 +483,28 @@ def generate(
     return counts
 
 
+class _Terminated(BaseException):
+    """SIGTERM during ``ovss-bench corrupt``: unwind (flushing the manifests), then exit 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def cli_corrupt(args: Any) -> int:
     """``ovss-bench corrupt``: pre-generate a corruption cache for one dataset (see module docstring)."""
     from ..registry import CORRUPTIONS, DATASETS, IMAGENET_C_NAMES
@@ -450,11 +516,19 @@ def cli_corrupt(args: Any) -> int:
         raise CorruptionError(f"ovss-bench corrupt: {exc}") from exc
     if args.limit < 0 or args.workers < 0:
         raise CorruptionError("ovss-bench corrupt: --limit and --workers must be >= 0")
-    root = Path(args.data_root) / getattr(cls, "default_root", "")
-    ds = cls(root=root)
-    counts = generate(
-        ds, args.dataset, names, args.severities, args.out, seed=args.seed, limit=args.limit, workers=args.workers
-    )
+    from ..datasets import dataset_root
+
+    ds = cls(root=dataset_root(args.data_root, cls))
+    try:
+        with _sigterm_as_interrupt():
+            counts = generate(ds, args.dataset, names, args.severities, args.out, seed=args.seed, limit=args.limit,
+                              workers=args.workers)  # fmt: skip
+    except _Terminated:
+        print("ovss-bench corrupt: terminated; finished images are kept, rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 143
+    except OSError as exc:
+        raise CorruptionError(f"ovss-bench corrupt: {write_error(exc.filename or args.out, exc)}") from None
     print(
         f"corrupt {args.dataset}: done; {counts['written']} images written, {counts['skipped']} already cached, "
         f"under {Path(args.out) / args.dataset}",

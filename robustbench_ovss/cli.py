@@ -20,7 +20,7 @@ from .errors import OvssError
 # command -> "module:function(args) -> int"
 HANDLERS = {
     "run": "robustbench_ovss.runner:cli_run",
-    "collect": "robustbench_ovss.store:cli_collect",
+    "collect": "robustbench_ovss.collect:cli_collect",
     "report": "robustbench_ovss.report:cli_report",
     "compare": "robustbench_ovss.compare:cli_compare",
     "ls": "robustbench_ovss.listing:cli_ls",
@@ -30,6 +30,16 @@ HANDLERS = {
     "flops": "robustbench_ovss.flops:cli_flops",
     "verify-checkpoint": "robustbench_ovss.backends.verify:cli_verify",
 }
+
+
+RUN_EXAMPLES = """examples:
+  ovss-bench run                                        the packaged demo (CPU, 1-2 minutes)
+  ovss-bench run paper-corruption --data-root /data --checkpoint /ckpt/sam3
+  ovss-bench run my.toml --methods 'activesam*' --datasets ade20k --limit 50
+  ovss-bench run my.toml --seeds 0 1 2 --extend         add seeds to an existing run directory
+  ovss-bench run my.toml --shard 2/4                    one of four shards (or start more workers
+                                                        on the same --out: they split the chunks)
+"""
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -51,24 +61,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    r = sub.add_parser("run", help="run a benchmark grid (no CONFIG = the packaged demo)")
+    r = sub.add_parser(
+        "run", help="run a benchmark grid (no CONFIG = the packaged demo)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES,
+    )  # fmt: skip
     r.add_argument("config", nargs="?", default=None, help="TOML config file or packaged name (default: demo)")
-    r.add_argument("--methods", nargs="+", metavar="GLOB", help="methods to run (globs over config entries/registry)")
-    r.add_argument("--datasets", nargs="+", metavar="NAME")
-    r.add_argument("--corruptions", nargs="+", metavar="NAME")
-    r.add_argument("--severities", nargs="+", type=int, metavar="S")
-    r.add_argument("--seeds", nargs="+", type=int, metavar="SEED")
-    r.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images per dataset (recorded)")
-    r.add_argument("--shard", type=_shard, metavar="K/N", help="run shard K of N (default: RANK/WORLD_SIZE or 1/1)")
-    r.add_argument("--out", metavar="DIR", help="run directory (default runs/<config name>); rerun to resume")
-    r.add_argument("--data-root", metavar="DIR")
-    r.add_argument("--checkpoint", metavar="PATH", help="SAM 3 checkpoint: HF directory, sam3.pt or hub id")
-    r.add_argument("--device", metavar="D", help="auto | cpu | cuda | cuda:N")
-    r.add_argument("--workers", type=int, metavar="N", help="data-loading worker processes")
-    r.add_argument("--force", action="store_true", help="recompute finished units")
-    r.add_argument("--no-clean", action="store_true", help="skip the clean (severity 0) units")
-    r.add_argument("--plugins", nargs="+", default=[], metavar="MODULE", help="import these modules first")
-    r.add_argument("--save-preds", type=int, metavar="K", help="save prediction overlays of K images per unit")
+    what = r.add_argument_group("what to run (each flag replaces the config's value)")
+    what.add_argument("--methods", nargs="+", metavar="GLOB", help="methods to run (globs over config entries/registry)")
+    what.add_argument("--datasets", nargs="+", metavar="NAME")
+    what.add_argument("--corruptions", nargs="+", metavar="NAME")
+    what.add_argument("--severities", nargs="+", type=int, metavar="S")
+    what.add_argument("--seeds", nargs="+", type=int, metavar="SEED")
+    what.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images per dataset (recorded; 0 = whole split)")
+    what.add_argument("--no-clean", action="store_true", help="skip the clean (severity 0) units")
+    what.add_argument("--plugins", nargs="+", default=[], metavar="MODULE", help="import these modules first")
+    where = r.add_argument_group("where")
+    where.add_argument("--out", metavar="DIR", help="run directory (default runs/<config name>); rerun to resume")
+    where.add_argument("--data-root", metavar="DIR", help="folder holding VOC2012/, ADE20K/, ... (or one dataset's own folder)")
+    where.add_argument("--checkpoint", metavar="PATH", help="SAM 3 checkpoint: HF directory, sam3.pt or hub id")
+    how = r.add_argument_group("how")
+    how.add_argument("--device", metavar="D", help="auto | cpu | cuda | cuda:N")
+    how.add_argument("--workers", type=int, metavar="N", help="data-loading worker processes")
+    how.add_argument("--shard", type=_shard, metavar="K/N", help="run shard K of N (default: RANK/WORLD_SIZE or 1/1)")
+    how.add_argument("--save-preds", type=int, metavar="K", help="save prediction overlays of K images per unit")
+    how.add_argument("--extend", action="store_true", help="add this run's new units (methods, datasets, corruptions, "
+                     "severities, seeds) to an existing run directory")
+    how.add_argument("--force", action="store_true", help="recompute finished units; over another config, replace "
+                     "the run directory's results")
 
     c = sub.add_parser("collect", help="rebuild results.csv, per_class.csv, per_image.csv of a run")
     c.add_argument("run_dir", metavar="RUN_DIR")
@@ -87,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="allowed drop in percent of each method's speed ratio to the reference method (default: not gated)",
     )
     cmp_.add_argument("--reference", default=None, metavar="METHOD", help="reference method for speed ratios")
+    cmp_.add_argument("--min-timed-images", type=int, default=20, metavar="N",
+                      help="gate a speed ratio only where both methods timed at least N images (default 20)")
 
     ls = sub.add_parser("ls", help="list registered methods, datasets, corruptions or backends")
     ls.add_argument("what", choices=["methods", "datasets", "corruptions", "backends"])

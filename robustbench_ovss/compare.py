@@ -5,11 +5,15 @@ in files without it. The gate fails (exit 1) when
 
 - a finished row of BASE is missing from NEW or did not finish there,
 - a row's mIoU dropped by more than ``--max-miou-drop`` points (1 point = 0.01 mIoU), or
+- a row's mean prompts decoded per image changed (a count that does not depend on the machine), or
 - with ``--max-speed-ratio-drop PCT``: a method's speed ratio to the reference method measured in the
   same file (fps_method / fps_reference on the same dataset, corruption, severity and seed) fell by
-  more than PCT percent relative to BASE's ratio.
+  more than PCT percent relative to BASE's ratio. A ratio is gated only where the method and the
+  reference timed at least ``--min-timed-images`` images (default 20) in both files: below that the
+  ratio is noise (the demo times 1-2 images per unit), and the row says why it was not gated.
 
-Absolute speeds are shown, never gated: they depend on the machine. No torch import.
+A row counts as "moved" when its mIoU changed by at least ``MOVED_PTS`` points or its verdict is not
+ok. Absolute speeds are shown, never gated: they depend on the machine. No torch import.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from .errors import OvssError
 
 KEY = ["label", "dataset", "corruption", "severity", "seed"]
 DEFAULT_REFERENCE = "segearth-ov3"
+DEFAULT_MIN_TIMED = 20
+#: mIoU changes below this (in points) are float round-off between machines, not movement.
+MOVED_PTS = 0.01
+#: prompts decoded per image: a change beyond this is a change of the method, not noise.
+PROMPTS_TOL = 1e-6
 
 
 def read_results(path: str | Path) -> Any:
@@ -44,8 +53,9 @@ def read_results(path: str | Path) -> Any:
         raise OvssError(f"{p}: missing column(s) {', '.join(missing)} (is it an ovss-bench results.csv?)")
     if "status" not in df.columns:
         df["status"] = "complete"
-    if "fps" not in df.columns:
-        df["fps"] = float("nan")
+    for col in ("fps", "timed_images", "prompts_decoded"):
+        if col not in df.columns:
+            df[col] = float("nan")
     df["label"] = df["label"].astype(str)
     dup = df.duplicated(KEY)
     if dup.any():
@@ -54,21 +64,24 @@ def read_results(path: str | Path) -> Any:
     return df
 
 
-def speed_ratios(df: Any, reference: str) -> dict[tuple[Any, ...], float]:
-    """(label, dataset, corruption, severity, seed) -> fps / fps of ``reference`` on the same cell."""
-    ref = {tuple(r[k] for k in KEY[1:]): r["fps"] for _, r in df[df["label"] == reference].iterrows()}
+def speed_ratios(df: Any, reference: str) -> dict[tuple[Any, ...], tuple[float, float]]:
+    """(label, dataset, corruption, severity, seed) -> (fps / fps of ``reference`` on the same cell,
+    the fewer of the two rows' timed images; NaN when the file does not say)."""
+    ref = {tuple(r[k] for k in KEY[1:]): r for _, r in df[df["label"] == reference].iterrows()}
     out = {}
     for _, r in df.iterrows():
         cell = tuple(r[k] for k in KEY[1:])
-        rf = ref.get(cell)
-        if rf is None or not _finite(rf) or rf <= 0 or not _finite(r["fps"]):
+        rr = ref.get(cell)
+        if rr is None or not _finite(rr["fps"]) or rr["fps"] <= 0 or not _finite(r["fps"]):
             continue
-        out[tuple(r[k] for k in KEY)] = float(r["fps"]) / float(rf)
+        timed = min(float(r["timed_images"]), float(rr["timed_images"]))
+        out[tuple(r[k] for k in KEY)] = (float(r["fps"]) / float(rr["fps"]), timed)
     return out
 
 
 def compare(
-    base: Any, new: Any, max_miou_drop: float, max_speed_ratio_drop: float | None = None, reference: str | None = None
+    base: Any, new: Any, max_miou_drop: float, max_speed_ratio_drop: float | None = None, reference: str | None = None,
+    min_timed_images: int = DEFAULT_MIN_TIMED,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Compare two results tables.
 
@@ -77,10 +90,12 @@ def compare(
         max_miou_drop: allowed mIoU drop, in points (percent of mIoU).
         max_speed_ratio_drop: allowed relative drop of the speed ratio, in percent; None = not gated.
         reference: reference method label for speed ratios (default "segearth-ov3").
+        min_timed_images: a speed ratio is gated only where both rows of both files timed at least this
+            many images; other rows get ``speed_note`` saying why they were not gated.
 
     Returns:
         (rows, failures): one row dict per BASE row (key, base/new mIoU, delta in points, ratios,
-        verdict), and the one-line reasons the gate fails (empty = pass).
+        verdict, speed_note), and the one-line reasons the gate fails (empty = pass).
     """
     failures: list[str] = []
     reference = reference or DEFAULT_REFERENCE
@@ -100,8 +115,10 @@ def compare(
             continue
         n = new_idx.get(key)
         row: dict[str, Any] = dict(zip(KEY, key, strict=True))
+        r0, t0 = rb.get(key, (None, math.nan))
+        r1, t1 = rn.get(key, (None, math.nan))
         row.update(base_miou=b["miou"], new_miou=float("nan"), delta_pts=float("nan"), base_fps=b["fps"],
-                   new_fps=float("nan"), base_ratio=rb.get(key), new_ratio=rn.get(key), verdict="ok")  # fmt: skip
+                   new_fps=float("nan"), base_ratio=r0, new_ratio=r1, verdict="ok", speed_note="")  # fmt: skip
         if n is None:
             row["verdict"] = "MISSING"
             failures.append(f"{name}: missing in NEW")
@@ -117,9 +134,17 @@ def compare(
                     row["verdict"] = "MIOU DROP"
                     failures.append(f"{name}: mIoU {100 * b['miou']:.2f} -> {100 * float(n['miou']):.2f} "
                                     f"({delta:+.2f} points, allowed -{max_miou_drop:g})")  # fmt: skip
+            pb, pn = b["prompts_decoded"], n["prompts_decoded"]
+            if _finite(pb) and (not _finite(pn) or abs(float(pn) - float(pb)) > PROMPTS_TOL):
+                row["verdict"] = "PROMPTS" if row["verdict"] == "ok" else row["verdict"] + ", PROMPTS"
+                failures.append(f"{name}: prompts decoded per image {float(pb):.3f} -> {float(pn):.3f}")
             if max_speed_ratio_drop is not None and row["label"] != reference:
-                r0, r1 = rb.get(key), rn.get(key)
-                if r0 is not None and r1 is None:
+                few = [t for t in (t0, t1) if not (_finite(t) and t >= min_timed_images)]
+                if r0 is not None and few:
+                    known = [t for t in few if _finite(t)]
+                    row["speed_note"] = (f"not gated: {int(min(known)) if known else 'unknown number of'} timed "
+                                         f"image(s) < {min_timed_images}")  # fmt: skip
+                elif r0 is not None and r1 is None:
                     row["verdict"] = "NO SPEED"
                     failures.append(f"{name}: speed ratio to {reference} measurable in BASE but not in NEW")
                 elif r0 is not None and r1 is not None:
@@ -148,8 +173,8 @@ def render(rows: list[dict[str, Any]], all_rows: bool = False) -> Any:
     """A rich table of the rows that moved (or all of them), worst mIoU change first."""
     from rich.table import Table
 
-    moved = [r for r in rows if all_rows or r["verdict"] != "ok" or (_finite(r["delta_pts"]) and abs(r["delta_pts"]) > 1e-9)
-             or (r.get("ratio_drop_pct") is not None and abs(r["ratio_drop_pct"]) > 1e-9)]  # fmt: skip
+    moved = [r for r in rows if all_rows or r["verdict"] != "ok"
+             or (_finite(r["delta_pts"]) and abs(r["delta_pts"]) >= MOVED_PTS)]  # fmt: skip
     moved.sort(key=lambda r: r["delta_pts"] if _finite(r["delta_pts"]) else -math.inf)
     t = Table(title=f"{len(moved)} of {len(rows)} row(s) moved", show_lines=False)
     for col in ("method", "dataset", "corruption", "sev", "seed", "mIoU base", "mIoU new", "Δ pts", "ratio base",
@@ -176,7 +201,10 @@ def cli_compare(args: Any) -> int:
     if args.max_speed_ratio_drop is not None and args.max_speed_ratio_drop < 0:
         raise OvssError("--max-speed-ratio-drop must be >= 0 (percent)")
     base, new = read_results(args.base), read_results(args.new)
-    rows, failures = compare(base, new, args.max_miou_drop, args.max_speed_ratio_drop, getattr(args, "reference", None))
+    if args.min_timed_images < 1:
+        raise OvssError("--min-timed-images must be >= 1")
+    rows, failures = compare(base, new, args.max_miou_drop, args.max_speed_ratio_drop, getattr(args, "reference", None),
+                             args.min_timed_images)  # fmt: skip
     console = Console(width=max(Console().width, 150))
     table = render(rows)
     if table.row_count:
@@ -186,6 +214,11 @@ def cli_compare(args: Any) -> int:
     extra = sorted({tuple(r[k] for k in KEY) for _, r in new.iterrows()} - {tuple(r[k] for k in KEY) for _, r in base.iterrows()})
     if extra:
         console.print(f"{len(extra)} row(s) only in NEW (not gated)")
+    ungated = [r for r in rows if r["speed_note"]]
+    if ungated:
+        console.print(f"speed not gated on {len(ungated)} row(s): fewer than {args.min_timed_images} timed images "
+                      "(speed ratios of so few images are noise; gated: accuracy and prompt counts)",
+                      markup=False, highlight=False)  # fmt: skip
     if failures:
         for f in failures:
             console.print(f"FAIL {f}", markup=False, highlight=False)

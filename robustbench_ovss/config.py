@@ -8,8 +8,6 @@ packaged demo config, so ``ovss-bench run`` works from any directory.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +18,7 @@ import tomli_w
 
 from .backends.numerics import NUMERICS as BACKEND_NUMERICS
 from .errors import ConfigError, OvssError
+from .hashing import stable_hash
 
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 DTYPES = ("auto", "fp32", "bf16")
@@ -39,6 +38,7 @@ class RunSection:
     warmup_calls: int = 3  # untimed extra predict calls per method on the first image of each dataset, per process
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     save_preds: int = 0  # save prediction overlays of the first K images per unit (report)
+    lease_seconds: float = 60.0  # a worker's claim on a chunk lapses when not renewed for this long
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,8 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{w}: [run] {key} must be >= 0, got {getattr(r, key)}")
     if r.checkpoint_seconds <= 0:
         raise ConfigError(f"{w}: [run] checkpoint_seconds must be > 0")
+    if r.lease_seconds <= 0:
+        raise ConfigError(f"{w}: [run] lease_seconds must be > 0")
     if not _valid_device(r.device):
         raise ConfigError(f"{w}: [run] device {r.device!r} is not one of {DEVICES_HELP}")
     if r.dtype not in DTYPES:
@@ -276,6 +278,48 @@ def validate(cfg: RunConfig) -> None:
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ConfigError(f"{w}: [[methods]] {', '.join(dup)} listed twice; give each a distinct label = \"...\"")
+    _validate_datasets(cfg)
+    _validate_methods(cfg)
+
+
+def _validate_datasets(cfg: RunConfig) -> None:
+    """The per-dataset tables: vocabulary files exist, roots are strings, options are what the dataset
+    class declares (names and types), all before any data is read."""
+    from .datasets.base import check_options
+    from .registry import DATASETS
+
+    w = cfg.source
+    for name, path in cfg.datasets.vocab.items():
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"{w}: [datasets] vocab.{name} must be the path of a vocabulary file, got {path!r}")
+        if not Path(path).is_file():
+            raise ConfigError(f"{w}: [datasets] vocab.{name}: file {path} not found (one line per label id, "
+                              "aliases separated by commas)")  # fmt: skip
+    for name, root in cfg.datasets.roots.items():
+        if not isinstance(root, str) or not root:
+            raise ConfigError(f"{w}: [datasets] roots.{name} must be a directory path, got {root!r}")
+    for name, opts in cfg.datasets.options.items():
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{w}: [datasets.options.{name}] must be a table of options, got {opts!r}")
+        check_options(name, DATASETS.get(name), opts, w)
+
+
+def _validate_methods(cfg: RunConfig) -> None:
+    """Each [[methods]] entry's params: constructing the method checks their names and values (methods
+    do their work in ``setup``, so construction is cheap and touches no model or data)."""
+    from .registry import METHODS
+
+    for i, spec in enumerate(cfg.methods):
+        where = f"{cfg.source}: [[methods]] #{i + 1} ({spec.display})"
+        if not isinstance(spec.params, dict):
+            raise ConfigError(f"{where}: params must be a table, got {spec.params!r}")
+        cls = METHODS.get(spec.name)
+        try:
+            cls(**spec.params)
+        except OvssError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a plugin's own check; say which entry it rejected
+            raise ConfigError(f"{where}: params rejected: {type(exc).__name__}: {exc}") from None
 
 
 def _valid_device(dev: str) -> bool:
@@ -301,6 +345,8 @@ def apply_overrides(
     checkpoint: str | None = None,
     device: str | None = None,
     no_clean: bool = False,
+    workers: int | None = None,
+    save_preds: int | None = None,
 ) -> RunConfig:
     """Return ``cfg`` with command-line flags applied (None = keep the file's value), re-validated.
 
@@ -320,6 +366,10 @@ def apply_overrides(
         run = dataclasses.replace(run, out=out)
     if device is not None:
         run = dataclasses.replace(run, device=device)
+    if workers is not None:
+        run = dataclasses.replace(run, workers=workers)
+    if save_preds is not None:
+        run = dataclasses.replace(run, save_preds=save_preds)
     corr = cfg.corruptions
     if corruptions is not None:
         corr = dataclasses.replace(corr, names=tuple(corruptions))
@@ -381,9 +431,25 @@ def config_to_toml(cfg: RunConfig) -> str:
     return tomli_w.dumps(config_to_dict(cfg))
 
 
-def config_hash(cfg: RunConfig) -> str:
-    """Short hash of everything that affects results (the output directory excluded)."""
+#: [run] keys that change how a run executes, never a number it records: where the run directory is,
+#: how many loader processes and threads, how often it checkpoints, warm-up calls (timing only),
+#: saved images. Together with the whole [report] table and the config's name and source, they are
+#: left out of :func:`results_config`, so they may differ between reruns and workers of one run.
+EXECUTION_KEYS = ("out", "workers", "threads", "checkpoint_images", "checkpoint_seconds", "warmup_calls", "save_preds",
+                  "lease_seconds")
+
+
+def results_config(cfg: RunConfig) -> dict[str, Any]:
+    """The part of the resolved config that can change results (plain data): everything but
+    :data:`EXECUTION_KEYS`, ``[report]``, ``name`` and ``source``."""
     d = config_to_dict(cfg)
-    d["run"].pop("out", None)
-    blob = json.dumps(d, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    for key in EXECUTION_KEYS:
+        d["run"].pop(key, None)
+    d.pop("report", None)
+    d.pop("name", None)
+    return d
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Short hash of :func:`results_config`: equal for two configs that give the same results."""
+    return stable_hash(results_config(cfg), compact=False)

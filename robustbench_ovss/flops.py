@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, OvssError
 
 TEXT_LENGTH = 32
 GEOMETRY_TOKENS = 1  # the image-conditioned geometry CLS token every prompt carries (Meta's SAM 3)
@@ -194,24 +194,19 @@ def method_flops(fm: FlopModel, vocab_size: int, active: int | None = None, reso
 
 
 def dataset_prompt_count(name: str) -> int:
-    """Number of prompts of a packaged vocabulary: one per alias over all label ids."""
-    try:
-        from .datasets.vocabulary import packaged_vocabulary
-
-        vocab = packaged_vocabulary(name)
-    except ImportError:
-        from importlib import resources
-
-        entry = resources.files("robustbench_ovss.configs").joinpath("vocab", f"{name}.txt")
-        if not entry.is_file():
-            raise ConfigError(f"no packaged vocabulary configs/vocab/{name}.txt; use --vocab-size N") from None
-        vocab = [[a for a in line.split(",") if a.strip()] for line in entry.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Number of prompts of a registered dataset's packaged vocabulary: one per alias over all label
+    ids (one per class for the large-vocabulary sets, which prompt each class by its first name)."""
+    from .datasets.vocabulary import packaged_vocabulary
     from .registry import DATASETS
 
-    try:  # large-vocabulary sets prompt each class by its first name unless told otherwise
-        first_only = bool(getattr(DATASETS.get(name), "first_name_only", False))
-    except Exception:
-        first_only = False
+    cls = DATASETS.get(name)  # an unknown name: one line with "did you mean"
+    vocab_name = getattr(cls, "vocab_name", "") or ("voc21" if name == "voc-sample" else name)
+    try:
+        vocab = packaged_vocabulary(vocab_name)
+    except OvssError:
+        raise ConfigError(f"dataset {name!r} has no packaged vocabulary (its classes are built at run time); "
+                          "use --vocab-size N") from None  # fmt: skip
+    first_only = bool(getattr(cls, "first_name_only", False))
     return len(vocab) if first_only else sum(len(aliases) for aliases in vocab)
 
 
@@ -230,9 +225,14 @@ def cli_flops(args: Any) -> int:
     """``ovss-bench flops [--dataset D | --vocab-size N] [--active K] [--resolution R]``."""
     if getattr(args, "dataset", None):
         vocab_size, source = dataset_prompt_count(args.dataset), f"dataset {args.dataset}"
+    elif getattr(args, "vocab_size", None) is not None:
+        if args.vocab_size < 1:
+            raise ConfigError(f"--vocab-size must be >= 1, got {args.vocab_size}")
+        vocab_size, source = int(args.vocab_size), "vocabulary size"
     else:
-        vocab_size = int(getattr(args, "vocab_size", None) or 150)
-        source = "vocabulary size" + ("" if getattr(args, "vocab_size", None) else " (default, ADE20K)")
+        vocab_size, source = 150, "vocabulary size (default, ADE20K)"
+    if getattr(args, "active", None) is not None and args.active < 1:
+        raise ConfigError(f"--active must be >= 1, got {args.active}")
     resolution = int(getattr(args, "resolution", None) or 1008)
     fm = FlopModel()
     if resolution % fm.switch.patch_size:

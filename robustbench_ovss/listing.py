@@ -2,15 +2,13 @@
 
 Lists names without importing the built-in modules (so no torch): a built-in is known by name, an
 entry-point plugin is loaded so that a broken one can be shown as such. For datasets the listing adds
-the class count, the split size and whether the data is found under ``--data-root``, through
-``robustbench_ovss.datasets.describe`` when the datasets package provides it.
+the class count, the split size and whether the data is found under ``--data-root``
+(``robustbench_ovss.datasets.describe``, which reads class attributes and scans no files).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import importlib
-from pathlib import Path
 from typing import Any
 
 from .registry import REGISTRIES
@@ -19,28 +17,16 @@ DATASET_FIELDS = ("classes", "size", "root", "found")
 
 
 def describe_dataset(name: str, data_root: str) -> dict[str, Any]:
-    """Class count, split size, root and whether it exists; "?" for what cannot be told."""
-    try:
-        mod = importlib.import_module("robustbench_ovss.datasets")
-        fn = getattr(mod, "describe", None)
-        if fn is not None:
-            d = dict(fn(name, data_root))
-            if "size" not in d:
-                d["size"] = d.get("images", d.get("split_size", "?"))
-            return d
-        from .registry import DATASETS
+    """Class count, split size, root and whether its files are found ("yes", "no", or "n/a" for a
+    dataset that needs no files); "?" for what cannot be told."""
+    from .datasets import describe
 
-        cls = DATASETS.get(name)
-        root = Path(data_root) / getattr(cls, "default_root", "")
-        classes = getattr(cls, "classes", None)
-        return {
-            "classes": len(classes) if isinstance(classes, list) else "?",
-            "size": getattr(cls, "split_size", None) or "?",
-            "root": str(root),
-            "found": "yes" if root.is_dir() and getattr(cls, "default_root", "") else ("n/a" if not getattr(cls, "default_root", "") else "no"),
-        }
+    try:
+        d = describe(name, data_root)
     except Exception as exc:  # a listing shows what it can; one bad entry must not hide the rest
         return {"classes": "?", "size": "?", "root": "?", "found": f"error: {type(exc).__name__}: {exc}"}
+    found = "n/a" if not d["root"] else ("yes" if d["found"] else "no")
+    return {**d, "size": d["size"] if d["size"] is not None else "?", "found": found}
 
 
 def listing(what: str, pattern: str | None = None, data_root: str = "data") -> tuple[list[list[str]], list[str]]:

@@ -21,14 +21,13 @@ sees the label.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .errors import ConfigError, MethodOutputError
+from .hashing import stable_hash
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,9 @@ class Method:
 
 
 def params_hash(name: str, version: str, params: dict[str, Any]) -> str:
-    blob = json.dumps({"name": name, "version": version, "params": params}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    """Short hash of a method's identity: name, version and params as configured (before per-dataset
+    resolution)."""
+    return stable_hash({"name": name, "version": version, "params": params}, compact=False)
 
 
 def check_prediction(pred: Any, shape: tuple[int, int], num_classes: int, method: str) -> Any:

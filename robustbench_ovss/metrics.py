@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-try:  # torch is optional here so that `collect` and `report` work without touching it
-    import torch
-except ImportError:  # pragma: no cover - torch is a hard dependency of the package
-    torch = None  # type: ignore[assignment]
+
+def _is_tensor(x: Any) -> bool:
+    # torch is imported only when a tensor comes in, so that `collect` and `report` never load it
+    return type(x).__module__.startswith("torch")
 
 
 def confusion_matrix(pred: Any, label: Any, num_classes: int, ignore_index: int = 255) -> Any:
@@ -31,7 +31,9 @@ def confusion_matrix(pred: Any, label: Any, num_classes: int, ignore_index: int 
         ``pred`` is a tensor, else a numpy array. Label values outside [0, C) other than
         ``ignore_index`` raise ``ValueError``.
     """
-    if torch is not None and (isinstance(pred, torch.Tensor) or isinstance(label, torch.Tensor)):
+    if _is_tensor(pred) or _is_tensor(label):
+        import torch
+
         p = torch.as_tensor(pred)
         l = torch.as_tensor(label, device=p.device)
         if p.shape != l.shape:
@@ -44,6 +46,8 @@ def confusion_matrix(pred: Any, label: Any, num_classes: int, ignore_index: int 
 
 def _confusion_torch(p: Any, l: Any, num_classes: int, ignore_index: int) -> Any:
     """Device-side confusion matrix: no boolean indexing (slow), ignored pixels go to a spare bin."""
+    import torch
+
     p = p.reshape(-1).long()
     l = l.reshape(-1).long()
     valid = l != ignore_index

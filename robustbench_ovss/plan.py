@@ -12,22 +12,18 @@ i % N == K - 1. Nothing here imports torch.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .hashing import stable_hash
 
 CLEAN = "none"  # corruption name of clean units (severity 0, seed 0)
 
-
-def short_hash(obj: Any, n: int = 12) -> str:
-    """First ``n`` hex digits of sha256 over a canonical JSON dump of ``obj`` (sorted keys)."""
-    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+#: The fields that place a unit in the grid (one row of a results table per combination).
+ROW_IDENTITY = ("label", "dataset", "corruption", "severity", "seed")
 
 
 @dataclass(frozen=True)
@@ -59,9 +55,9 @@ def dataset_info(name: str, ds: Any, limit: int, options: Mapping[str, Any] | No
     vocab = {"classes": [list(a) for a in ds.classes], "bg_idx": ds.bg_idx, "prob_thd": float(ds.prob_thd)}
     return DatasetInfo(
         name=name,
-        vocab_hash=short_hash(vocab),
+        vocab_hash=stable_hash(vocab),
         fingerprint=str(ds.fingerprint),
-        options_hash=short_hash(dict(options or {})),
+        options_hash=stable_hash(dict(options or {})),
         n_images=n,
         limit=limit,
     )
@@ -120,7 +116,7 @@ class Unit:
 
     @property
     def unit_key(self) -> str:
-        return short_hash(asdict(self), 16)
+        return stable_hash(asdict(self), 16)
 
     @property
     def condition(self) -> Condition:

@@ -15,6 +15,7 @@ import fnmatch
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import Any, Generic, TypeVar
@@ -35,10 +36,14 @@ class Registry(Generic[T]):
         kind: plural noun used in messages ("methods").
         group: entry-point group of third-party plugins.
         builtins: built-in name -> module that registers it when imported.
+        base: dotted path of the class every entry must subclass ("robustbench_ovss.method:Method"),
+            checked at registration so that code using an entry can rely on the base class's
+            contract; None = no check.
     """
 
-    def __init__(self, kind: str, group: str, builtins: Mapping[str, str]):
+    def __init__(self, kind: str, group: str, builtins: Mapping[str, str], base: str | None = None):
         self.kind = kind
+        self.base = base
         self.group = group
         self._builtin_modules = dict(builtins)
         self._objects: dict[str, T] = {}
@@ -57,7 +62,17 @@ class Registry(Generic[T]):
 
         return deco(obj) if obj is not None else deco
 
+    def _check_base(self, name: str, obj: Any) -> None:
+        if self.base is None:
+            return
+        mod, attr = self.base.split(":")
+        base = getattr(importlib.import_module(mod), attr)
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise OvssError(f"{self.kind}: {name!r} ({getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}) "
+                            f"must be a subclass of {mod}.{attr}")  # fmt: skip
+
     def _add(self, name: str, obj: T, registered_by: str = "", source: str | None = None) -> None:
+        self._check_base(name, obj)
         builtin_module = self._builtin_modules.get(name)
         if builtin_module is not None and registered_by != builtin_module:
             log.warning("%s: %r registered by %s clashes with a built-in; the built-in is kept",
@@ -160,13 +175,17 @@ class Registry(Generic[T]):
         try:
             obj = ep.load()
         except Exception as exc:  # a broken plugin must never take the built-ins down with it
-            self.broken[name] = f"{type(exc).__name__}: {exc}"
+            self.broken[name] = describe_exception(exc, ep.value)
             log.warning("%s: plugin %r (%s) failed to load: %s", self.kind, name, ep.value, self.broken[name])
             return
         if name in self._objects:  # the module registered itself with the decorator
             self._sources[name] = source
         elif not isinstance(obj, type(sys)):
-            self._add(name, obj, registered_by=ep.value, source=source)
+            try:
+                self._add(name, obj, registered_by=ep.value, source=source)
+            except OvssError as exc:
+                self.broken[name] = str(exc)
+                log.warning("%s", exc)
         else:
             self.broken[name] = f"module {ep.value} did not register {name!r}"
             log.warning("%s: %s", self.kind, self.broken[name])
@@ -185,13 +204,26 @@ class Registry(Generic[T]):
         self.load_plugins()
 
 
+def describe_exception(exc: BaseException, module: str) -> str:
+    """One line for a plugin that failed to import: the module, the exception and the file:line
+    of the raise (the innermost frame of its traceback)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    if isinstance(exc, SyntaxError) and exc.filename:  # the raise is in the import machinery; say where the typo is
+        where = f" at {exc.filename}:{exc.lineno}"
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return f"module {module}: {text}{where}"
+
+
 def import_plugin_modules(modules: Iterable[str]) -> None:
     """Import user modules named by ``--plugins`` (they register with the decorators)."""
     for mod in modules:
         try:
             importlib.import_module(mod)
+        except OvssError:
+            raise
         except Exception as exc:
-            raise OvssError(f"--plugins: cannot import {mod!r}: {type(exc).__name__}: {exc}") from exc
+            raise OvssError(f"--plugins: cannot import {describe_exception(exc, mod)}") from None
 
 
 # Built-in names -> the module that registers them. Kept in sync by tests/test_registry.py.
@@ -214,6 +246,7 @@ METHODS: Registry[Callable[..., Any]] = Registry(
         "segearth-ov3": "robustbench_ovss.methods.segearth_ov3",
         "sam3": "robustbench_ovss.methods.sam3",
     },
+    base="robustbench_ovss.method:Method",
 )
 DATASETS: Registry[Callable[..., Any]] = Registry(
     "datasets",

@@ -71,7 +71,7 @@ def test_unwritable_output_directory(capsys, tmp_path):
 def test_bad_plugin_module_and_collect_of_nothing(capsys, tmp_path):
     one_line_error(capsys, ["run", str(write_config(tmp_path / "c.toml", tmp_path / "o")), "--plugins", "no_such_mod_xyz"],
                    "--plugins", "no_such_mod_xyz")  # fmt: skip
-    one_line_error(capsys, ["collect", str(tmp_path / "missing")], "not found")
+    one_line_error(capsys, ["collect", str(tmp_path / "missing")], "no such directory")
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 
 from robustbench_ovss.cli import main
 from robustbench_ovss.datasets import describe
-from robustbench_ovss.datasets.testing import fake_ids, write_fake_dataset, write_label
+from robustbench_ovss.testing.fake_datasets import fake_ids, write_fake_dataset, write_label
 from robustbench_ovss.datasets.vocabulary import packaged_vocabulary
 from robustbench_ovss.registry import DATASETS
 
@@ -138,8 +138,9 @@ def test_ls_datasets(tmp_path: Path, capsys) -> None:
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
     assert {"voc21", "voc20", "context60", "context59", "coco_object", "coco_stuff", "cityscapes", "ade20k",
             "synthetic", "voc-sample"} <= set(rows)  # fmt: skip
-    assert rows["cityscapes"][2:4] == ["19", "500"] and rows["cityscapes"][-1] == "True"
-    assert rows["ade20k"][-1] == "False"
+    assert rows["cityscapes"][2:4] == ["19", "500"] and rows["cityscapes"][-1] == "yes"
+    assert rows["ade20k"][-1] == "no"
+    assert rows["synthetic"][-1] == "n/a"  # needs no files
 
 
 # -- voc-sample --------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from harness_plugins.helpers import PLUGIN, write_config
 from robustbench_ovss.cli import main
 from robustbench_ovss.corruptions import corrupt_pair
 from robustbench_ovss.datasets.check import check_dataset
-from robustbench_ovss.datasets.testing import write_fake_dataset
+from robustbench_ovss.testing.fake_datasets import write_fake_dataset
 from robustbench_ovss.datasets.vocabulary import packaged_vocabulary
 from robustbench_ovss.errors import ConfigError, DataError
 from robustbench_ovss.methods.defaults import reference_confidence

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from robustbench_ovss.datasets.mmseg import reduce_zero_label
-from robustbench_ovss.datasets.testing import fake_ids, write_fake_dataset, write_label
+from robustbench_ovss.testing.fake_datasets import fake_ids, write_fake_dataset, write_label
 from robustbench_ovss.errors import ConfigError, DataError
 from robustbench_ovss.registry import DATASETS
 

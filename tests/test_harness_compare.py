@@ -9,7 +9,7 @@ from robustbench_ovss.cli import main
 
 
 def table(rows):
-    base = {"dataset": "voc21", "severity": 0, "seed": 0, "corruption": "none", "status": "complete"}
+    base = {"dataset": "voc21", "severity": 0, "seed": 0, "corruption": "none", "status": "complete", "timed_images": 50}
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
@@ -85,3 +85,26 @@ def test_run_directory_and_bad_files(tmp_path, capsys):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     assert main(["compare", str(tmp_path / "x.csv"), str(run)]) == 2
     assert "missing column" in capsys.readouterr().err
+
+
+def test_speed_is_gated_only_with_enough_timed_images(tmp_path, capsys):
+    few = [dict(r, timed_images=2) for r in BASE]
+    a = write(tmp_path, "a.csv", few)
+    slower = [dict(r) for r in changed(**{"activesam/none": {"fps": 0.5}})]  # ratio 4.0 -> 1.0 (-75%)
+    b = write(tmp_path, "b.csv", [dict(r, timed_images=2) for r in slower])
+    assert main(["compare", a, b, "--max-speed-ratio-drop", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "speed not gated on 2 row(s): fewer than 20 timed images" in out
+    assert main(["compare", a, b, "--max-speed-ratio-drop", "20", "--min-timed-images", "2"]) == 1
+    assert "SLOWER" in capsys.readouterr().out
+
+
+def test_moved_needs_a_real_change_and_prompt_counts_are_gated(tmp_path, capsys):
+    a = write(tmp_path, "a.csv", [dict(r, prompts_decoded=21.0) for r in BASE])
+    tiny = [dict(r, miou=r["miou"] + 5e-7, prompts_decoded=21.0) for r in BASE]
+    assert main(["compare", a, write(tmp_path, "b.csv", tiny)]) == 0
+    assert "nothing moved (4 row(s) compared)" in capsys.readouterr().out
+    fewer = [dict(r, prompts_decoded=21.0 if r["label"] != "activesam" else 12.5) for r in BASE]
+    assert main(["compare", a, write(tmp_path, "c.csv", fewer)]) == 1
+    out = capsys.readouterr().out
+    assert "PROMPTS" in out and "prompts decoded per image 21.000 -> 12.500" in out

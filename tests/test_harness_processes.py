@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -16,36 +15,28 @@ from robustbench_ovss.cli import main
 pytestmark = pytest.mark.slow
 
 
-def start_and_signal(cfg, out, sig, after_files):
-    """Start a run, send ``sig`` once more than ``after_files`` checkpoint files exist; returns the exit code."""
-    proc = subprocess.Popen([*bench_cmd(), "run", str(cfg), "--plugins", PLUGIN], env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 120
-    try:
-        while len(list((out / "chunks").glob("*/*.json"))) <= after_files:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.01)
-        os.kill(proc.pid, sig)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
-    return proc.returncode
+def run_until_signal(cfg, spec):
+    """Run in a subprocess whose toy-color method signals its own process at a given predict call
+    (``spec`` as ``OVSS_TOY_SIGNAL``, e.g. "SIGTERM@4"); returns (exit code, stderr)."""
+    env = dict(subprocess_env(), OVSS_TOY_SIGNAL=spec)
+    p = subprocess.run([*bench_cmd(), "run", str(cfg), "--plugins", PLUGIN], env=env, capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
+    return p.returncode, p.stderr
 
 
 def test_sigterm_then_sigkill_then_rerun_gives_identical_results(tmp_path):
-    methods = [{"name": "toy-color", "params": {"sleep": 0.03}}, {"name": "toy-const", "params": {"value": 2}}]
+    methods = [{"name": "toy-color"}, {"name": "toy-const", "params": {"value": 2}}]
     out = tmp_path / "killed"
     cfg = write_config(tmp_path / "c.toml", out, n=8, methods=methods, run={"checkpoint_images": 1, "chunk_size": 3})
-    # SIGTERM (Slurm pre-emption): finish the current prediction, checkpoint, exit 143
-    assert start_and_signal(cfg, out, signal.SIGTERM, after_files=0) == 143
-    n_files = len(list((out / "chunks").glob("*/*.json")))
-    # SIGKILL: no warning at all, part-way through the resumed run
-    assert start_and_signal(cfg, out, signal.SIGKILL, after_files=n_files) == -signal.SIGKILL
-    assert len(list((out / "units").glob("*.json"))) < 10  # killed part-way, not after the end
+    # SIGTERM (Slurm pre-emption) during toy-color's 4th prediction: it finishes, checkpoints, exits 143
+    rc, err = run_until_signal(cfg, "SIGTERM@4")
+    assert rc == 143, err
+    states = [json.loads(p.read_text()) for p in (out / "chunks").glob("*/*.json")]
+    assert sum(len(s["rows"]) for s in states) >= 4  # the interrupted prediction was kept
+    # SIGKILL: no warning at all, during the 7th prediction of the resumed run
+    rc, err = run_until_signal(cfg, "SIGKILL@7")
+    assert rc == -signal.SIGKILL, err
+    assert not list((out / "units").glob("*.json"))  # killed part-way: no unit was merged yet
     assert main(["run", str(cfg), "--plugins", PLUGIN]) == 0
     ref = tmp_path / "ref"
     assert main(["run", str(write_config(tmp_path / "r.toml", ref, n=8, methods=methods, run={"chunk_size": 3})), "--plugins", PLUGIN]) == 0

@@ -11,7 +11,7 @@ from PIL import Image
 
 from robustbench_ovss.cli import main
 from robustbench_ovss.report import ReportError, build_report
-from robustbench_ovss.report.synthetic import make_synthetic_run
+from robustbench_ovss.testing.fake_runs import make_synthetic_run
 
 REF = "segearth-ov3"
 FAILED = ("sam3", "ade20k", "fog", 3, 1)

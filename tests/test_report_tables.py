@@ -8,7 +8,7 @@ import pytest
 
 from robustbench_ovss.report import tables
 from robustbench_ovss.report.loading import ReportError, dedupe_results, load_run, load_runs, missing_units, normalize
-from robustbench_ovss.report.synthetic import make_synthetic_run
+from robustbench_ovss.testing.fake_runs import make_synthetic_run
 
 REF = "segearth-ov3"
 FAILED = ("sam3", "ade20k", "fog", 3, 1)
@@ -138,18 +138,35 @@ def test_speed_reference_on_other_device_is_na():
     assert "cuda:0" in sp.loc["a", "speedup_note"]
 
 
-def test_bootstrap_equals_direct_numpy(data):
+def test_bootstrap_interval_agrees_with_scipy_and_closed_forms():
+    from scipy import stats
+
+    x = np.random.default_rng(3).beta(2, 3, size=60)
+    lo, hi = tables.bootstrap_mean_ci(x, n_boot=20000, seed=1)
+    ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95,
+                          random_state=np.random.default_rng(2)).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.004) and hi == pytest.approx(ref.high, abs=0.004)
+    # 0/1 data: a resampled mean is Binomial(n, p) / n, so the percentiles are binomial quantiles
+    n, k = 80, 20
+    y = np.r_[np.ones(k), np.zeros(n - k)]
+    lo, hi = tables.bootstrap_mean_ci(y, n_boot=20000, seed=0)
+    assert lo == pytest.approx(stats.binom.ppf(0.025, n, k / n) / n, abs=1.5 / n)
+    assert hi == pytest.approx(stats.binom.ppf(0.975, n, k / n) / n, abs=1.5 / n)
+    assert tables.bootstrap_mean_ci(np.full(7, 0.3)) == pytest.approx((0.3, 0.3))  # no spread, no interval width
+    assert all(np.isnan(tables.bootstrap_mean_ci(np.array([np.nan]))))
+
+
+def test_clean_image_ci_per_method_and_dataset(data):
     ci = tables.clean_image_ci(data.per_image, data.results).set_index(["label", "dataset"])
     pi = data.per_image[data.per_image["corruption"] == "none"]
     for (lab, d), g in pi.groupby(["label", "dataset"]):
         x = g["miou"].to_numpy(float)
-        idx = np.random.default_rng(0).integers(0, x.size, size=(1000, x.size))
-        lo, hi = np.percentile(x[idx].mean(axis=1), [2.5, 97.5])
         row = ci.loc[(lab, d)]
         assert row["n_images"] == len(x) == 12
         assert row["mean"] == pytest.approx(x.mean(), rel=1e-12)
-        assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi), rel=1e-12)
-        assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+        assert row["ci_low"] <= row["mean"] <= row["ci_high"] and row["note"] == ""
+    few = tables.clean_image_ci(pi.groupby(["label", "dataset"]).head(3), data.results)
+    assert few["ci_low"].isna().all() and few["note"].str.contains("at least 10").all()
 
 
 def test_class_drops_equal_direct_pandas(data):

@@ -12,7 +12,17 @@ from typing import Any
 from .base import Dataset
 from .vocabulary import load_vocabulary, packaged_vocabulary
 
-__all__ = ["Dataset", "describe", "load_vocabulary", "packaged_vocabulary"]
+__all__ = ["Dataset", "dataset_root", "describe", "load_vocabulary", "packaged_vocabulary"]
+
+
+def dataset_root(data_root: str | Path, cls: Any) -> str:
+    """Where a dataset class reads from under ``data_root``: ``data_root/<its folder>``, or ``data_root``
+    itself when that already is the dataset's folder (``/data/VOC2012`` as well as ``/data``)."""
+    folder = getattr(cls, "default_root", "") or ""
+    root = Path(data_root)
+    if folder and root.name == folder and not (root / folder).exists():
+        return str(root)
+    return str(root / folder)
 
 
 def describe(name: str, data_root: str | Path = "data") -> dict[str, Any]:
@@ -30,7 +40,7 @@ def describe(name: str, data_root: str | Path = "data") -> dict[str, Any]:
     num_classes: int | None = None
     size: int | None = getattr(cls, "split_size", None)
     if name == "synthetic":
-        defaults = cls.DEFAULTS  # type: ignore[attr-defined]
+        defaults = cls.OPTION_DEFAULTS  # type: ignore[attr-defined]
         num_classes = defaults["vocab_size"] + (1 if defaults["background"] else 0)
         size = defaults["n_images"]
     elif name == "voc-sample":

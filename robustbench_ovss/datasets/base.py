@@ -10,9 +10,13 @@ Constructors must be cheap and must not import torch; they validate the layout a
 
 from __future__ import annotations
 
-from typing import ClassVar
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
+
+from ..errors import ConfigError
 
 
 class Dataset:
@@ -27,11 +31,14 @@ class Dataset:
         prob_thd: reference background threshold (0.0 = no background rule).
         default_root: directory name under the data root ("VOC2012"); "" when the dataset needs no files.
         split_size: number of images of the standard split (None when it has no fixed size).
+        OPTION_DEFAULTS: options ``[datasets.options.NAME]`` takes through ``**options`` (name -> default),
+            besides the constructor's named keywords; None when undeclared (the constructor checks them).
     """
 
     name: ClassVar[str] = ""
     default_root: ClassVar[str] = ""
     split_size: ClassVar[int | None] = None
+    OPTION_DEFAULTS: ClassVar[dict[str, Any] | None] = None
     ignore_index: int = 255
     classes: list[list[str]]
     bg_idx: int | None = None
@@ -58,3 +65,43 @@ class Dataset:
         wide enough for the class count (uint8, or uint16 beyond 255 classes) holding class ids and
         ``ignore_index``."""
         raise NotImplementedError
+
+
+def declared_options(cls: type) -> dict[str, Any] | None:
+    """Options a dataset class takes (name -> default): its constructor's named keywords besides
+    ``root`` and ``vocab``, plus ``OPTION_DEFAULTS``; None when it also takes undeclared ``**options``."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    named = {p.name: p.default for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("root", "vocab")}  # fmt: skip
+    takes_more = any(p.kind is p.VAR_KEYWORD for p in params)
+    extra = getattr(cls, "OPTION_DEFAULTS", None)
+    if takes_more and extra is None:
+        return None
+    return {**named, **(extra or {})}
+
+
+def check_options(name: str, cls: type, options: Mapping[str, Any], where: str) -> None:
+    """Check ``[datasets.options.NAME]`` against what the dataset class declares, before any data is
+    read: unknown keys, and values of another type than the option's default (one-line ConfigError)."""
+    allowed = declared_options(cls)
+    if allowed is None:
+        return
+    key = f"[datasets.options.{name}]"
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: {key} unknown option(s) {', '.join(unknown)} "
+                          f"(allowed: {', '.join(sorted(allowed)) or 'none'})")  # fmt: skip
+    for opt, val in options.items():
+        default = allowed[opt]
+        if isinstance(default, bool):
+            ok, want = isinstance(val, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(val, int) and not isinstance(val, bool), "an integer"
+        elif isinstance(default, float):
+            ok, want = isinstance(val, (int, float)) and not isinstance(val, bool), "a number"
+        elif isinstance(default, str):
+            ok, want = isinstance(val, str), "a string"
+        else:  # None, lists, sizes given as int or [h, w]: the constructor checks them
+            continue
+        if not ok:
+            raise ConfigError(f"{where}: {key} {opt} must be {want}, got {val!r}")

@@ -104,6 +104,7 @@ class MMSegDataset(Dataset):
     split_size: ClassVar[int | None] = None
     default_bg_idx: ClassVar[int | None] = None
     default_prob_thd: ClassVar[float] = 0.0
+    OPTION_DEFAULTS: ClassVar[dict[str, Any] | None] = {}  # the mmseg layouts take no options
 
     def __init__(self, root: str | Path | None = None, vocab: str | Path | None = None, **options: Any):
         if options:

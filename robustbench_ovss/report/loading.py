@@ -1,15 +1,16 @@
 """Reading run directories for the report: re-collect, load the tidy tables, merge several runs.
 
 A run directory is the harness's output (DESIGN §4): ``config.toml``, ``manifest.json``,
-``results.csv``, ``per_class.csv``, ``per_image.csv`` and ``units/``. ``load_run`` re-collects the
-tables from the unit files when the harness's ``store.collect`` is available and the directory has
-unit files, then reads the CSVs. ``merge_runs`` joins several runs (or shards written to separate
+``results.csv``, ``per_class.csv``, ``per_image.csv`` and ``units/``. ``load_run`` rebuilds the
+tables from the unit files (``robustbench_ovss.collect``) when the directory has them, and reads the
+CSVs of a directory without unit files as they are. ``merge_runs`` joins several runs (or shards written to separate
 directories) and detects duplicated units.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import logging
 import tomllib
@@ -69,25 +70,21 @@ class RunData:
 # -- one run ----------------------------------------------------------------------------------------
 
 
-def recollect(run_dir: Path) -> bool:
-    """Rebuild the run's CSVs from its unit files with the harness's ``store.collect``.
+def recollect(run_dir: Path, write: bool = True) -> dict[str, pd.DataFrame] | None:
+    """The run's tables rebuilt from its unit files (``collect``), as read back from CSV text.
 
-    Returns True when it ran. Skipped (False) when the store module or its ``collect`` does not exist
-    yet, or when the directory has no ``units/`` folder (a copied or hand-made results table, which
-    collecting would wipe).
+    ``write`` also writes them into the run directory (``ovss-bench report`` without ``-o``); with
+    ``write=False`` nothing is written there. Returns None when the directory has no ``units/`` folder
+    (a copied or hand-made results table, which collecting would wipe): its CSVs are read as they are.
     """
     if not (run_dir / "units").is_dir():
-        return False
-    try:
-        store = importlib.import_module("robustbench_ovss.store")
-    except ImportError:
-        log.debug("robustbench_ovss.store not available; reading the CSVs as they are")
-        return False
-    collect = getattr(store, "collect", None)
-    if collect is None:
-        return False
-    collect(run_dir)
-    return True
+        return None
+    from ..collect import collect
+
+    tables = collect(run_dir, write=write)
+    # the same parsing as reading the files, so a report is the same with or without -o
+    return {name: pd.read_csv(io.StringIO(getattr(tables, name).to_csv(index=False)), keep_default_na=True)
+            for name in ("results", "per_class", "per_image")}  # fmt: skip
 
 
 def read_csv(path: Path, required: bool = False) -> pd.DataFrame:
@@ -138,20 +135,28 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_run(run_dir: str | Path, collect: bool = True) -> RunData:
-    """Load one run directory (re-collecting first when possible)."""
+def load_run(run_dir: str | Path, collect: bool = True, write: bool = True) -> RunData:
+    """Load one run directory, re-collecting its tables from the unit files first when it has them
+    (``collect``); ``write=False`` leaves the directory untouched (``report -o``, read-only runs)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ReportError(f"{run} is not a directory: pass the run directory written by `ovss-bench run --out`")
     notes = []
-    if collect and recollect(run):
+    fresh = recollect(run, write=write) if collect else None
+    if fresh is not None:
         notes.append(f"{run}: tables re-collected from units/")
-    results = normalize(read_csv(run / "results.csv", required=True))
+
+    def table(name: str, required: bool = False) -> pd.DataFrame:
+        if fresh is not None:
+            return fresh[name]
+        return read_csv(run / f"{name}.csv", required=required)
+
+    results = normalize(table("results", required=True))
     if "miou" not in results.columns or "dataset" not in results.columns:
         raise ReportError(f"{run / 'results.csv'} has no miou/dataset columns: rerun `ovss-bench collect {run}`")
     results["run_dir"] = str(run)
-    per_class = normalize(read_csv(run / "per_class.csv"))
-    per_image = normalize(read_csv(run / "per_image.csv"))
+    per_class = normalize(table("per_class"))
+    per_image = normalize(table("per_image"))
     configs, manifests = {}, {}
     cfg_path = run / "config.toml"
     if cfg_path.is_file():
@@ -286,14 +291,14 @@ def merge_runs(runs: list[RunData]) -> RunData:
                    configs, manifests, all_notes + notes, plans)
 
 
-def load_runs(run_dirs: list[str | Path], collect: bool = True) -> RunData:
-    """Load and merge run directories (a directory given twice is read once)."""
+def load_runs(run_dirs: list[str | Path], collect: bool = True, write: bool = True) -> RunData:
+    """Load and merge run directories (a directory given twice is read once); ``write`` as :func:`load_run`."""
     seen: list[Path] = []
     for d in run_dirs:
         p = Path(d)
         if p.resolve() not in [s.resolve() for s in seen]:
             seen.append(p)
-    return merge_runs([load_run(d, collect=collect) for d in seen])
+    return merge_runs([load_run(d, collect=collect, write=write) for d in seen])
 
 
 # -- the planned grid -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ label (``method_palette``), so a method has one colour in every figure of a repo
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from ..files import atomic_write_bytes  # noqa: E402
+from .tables import MIN_CLEAN_MIOU_FOR_RPC  # noqa: E402
 
 DPI = 110
 #: Facets per figure above which the mIoU-vs-severity grid is split into one figure per dataset.
@@ -31,9 +35,12 @@ def method_palette(labels: list[str]) -> dict[str, tuple[float, float, float]]:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue(), durable=False)  # a reader never sees half a figure
     return path
 
 
@@ -47,10 +54,19 @@ def _by_method(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=[c for c in ("method",) if c in df.columns]).rename(columns={"label": "method"})
 
 
+def seeds_phrase(curve: pd.DataFrame) -> str:
+    """How a figure's points aggregate seeds: "one seed" when every point has a single one."""
+    if "seed" not in curve.columns or curve.empty:
+        return "one seed"
+    per_point = curve.groupby([c for c in ("label", "dataset", "corruption", "severity") if c in curve.columns])["seed"].nunique()
+    return "one seed" if int(per_point.max()) <= 1 else "mean ± std over seeds"
+
+
 def miou_vs_severity(curve: pd.DataFrame, palette: dict, out_dir: Path) -> list[Path]:
     """Line plot of mIoU (%) against severity (0 = clean) per method, faceted corruption x dataset.
 
-    Points are means over seeds, bands the standard deviation over seeds.
+    Points are means over seeds, bands the standard deviation over seeds (the title says "one seed"
+    when there is one).
     """
     if curve.empty:
         return []
@@ -78,7 +94,7 @@ def miou_vs_severity(curve: pd.DataFrame, palette: dict, out_dir: Path) -> list[
         for ax in g.axes.flat:
             ax.set_xticks(sev)
             ax.grid(True, alpha=0.3)
-        g.figure.suptitle("mIoU under corruption (mean ± std over seeds)", y=1.02)
+        g.figure.suptitle(f"mIoU under corruption ({seeds_phrase(curve)})", y=1.02)
         paths.append(_save(g.figure, out_dir / name))
     return paths
 
@@ -101,6 +117,9 @@ def rpc_heatmap(rpc: pd.DataFrame, palette: dict, out_dir: Path) -> list[Path]:
         mat = sub.pivot_table(index="corruption", columns="label", values="rpc", aggfunc="mean").reindex(columns=cols) * 100
         sns.heatmap(mat, ax=ax, annot=True, fmt=".1f", cmap="viridis", vmin=vmin, vmax=vmax,
                     cbar_kws={"label": "rPC (%)"}, linewidths=0.5)
+        for (i, j), v in np.ndenumerate(mat.to_numpy()):  # rPC left out (clean mIoU near zero): say so
+            if np.isnan(v):
+                ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=8, color="0.4")
         ax.set_title(ds)
         ax.set_xlabel("method")
         ax.set_ylabel("corruption")
@@ -111,7 +130,8 @@ def rpc_heatmap(rpc: pd.DataFrame, palette: dict, out_dir: Path) -> list[Path]:
             tick.set_ha("right")
     for ax in list(axes.flat)[len(datasets):]:
         ax.axis("off")
-    fig.suptitle("Relative performance under corruption, rPC = mean corrupted mIoU / clean mIoU", y=1.02)
+    fig.suptitle("Relative performance under corruption, rPC = mean corrupted mIoU / clean mIoU\n"
+                 f"(n/a: clean mIoU below {100 * MIN_CLEAN_MIOU_FOR_RPC:g}%)", y=1.04)
     fig.tight_layout()
     return [_save(fig, out_dir / "rpc_heatmap.png")]
 
@@ -166,7 +186,7 @@ def active_set(curve: pd.DataFrame, palette: dict, out_dir: Path) -> list[Path]:
         ax.set_xlabel("severity (0 = clean)")
         ax.set_xticks(sev)
         ax.grid(True, alpha=0.3)
-    g.figure.suptitle("Active set under corruption (mean ± std over seeds)", y=1.02)
+    g.figure.suptitle(f"Active set under corruption ({seeds_phrase(curve)})", y=1.02)
     return [_save(g.figure, out_dir / "active_set.png")]
 
 

@@ -95,8 +95,12 @@ def robustness(summary: pd.DataFrame, na: pd.DataFrame, coverage: pd.DataFrame, 
              "mIoU in %. A corruption's column is the mean over its severities; mPC = mean over every "
              "(corruption, severity) cell; rPC = mPC / clean mIoU; CE_c = sum_s (1 - mIoU) / sum_s (1 - mIoU_ref) "
              f"against `{reference}` at the same seed, mCE = mean over corruptions (DESIGN §9). "
-             "`a ± b` = mean ± sample std over seeds; the clean unit is evaluated once.", ""]
+             + ("One seed, so no spread is shown; " if tables.seed_counts(results) <= {1} else
+                "`a ± b` = mean ± sample std over seeds; ")
+             + "the clean unit is evaluated once. "
+             f"rPC is n/a where the clean mIoU is below {100 * tables.MIN_CLEAN_MIOU_FOR_RPC:g}%.", ""]
     datasets = sorted(set(tables.ok_rows(results)["dataset"]))
+    few = tables.few_image_datasets(results)
     if not datasets:
         return "\n".join(parts + ["No finished unit to report.", ""]) + "\n"
     for ds in datasets:
@@ -126,15 +130,19 @@ def robustness(summary: pd.DataFrame, na: pd.DataFrame, coverage: pd.DataFrame, 
             rows.append(row)
             ce_rows.append([lab, *[cell(lab, f"ce:{c}") for c in corrs], cell(lab, "mce")])
         header = ["method", "clean mIoU", *corrs, *(["mPC", "rPC", "mCE"] if corrs else [])]
-        parts += [f"### {ds}", "",
-                  f"Severities: {', '.join(map(str, sev))}." if sev else "Clean units only.", "",
+        parts += [f"### {ds}", ""]
+        if ds in few:
+            parts += [f"**{few[ds]} image(s) per unit**: these numbers describe {few[ds]} image(s), not the "
+                      "dataset; differences between methods and conditions are anecdotes.", ""]
+        parts += [f"Severities: {', '.join(map(str, sev))}." if sev else "Clean units only.", "",
                   md_table(pd.DataFrame(rows, columns=header), align_right=header[1:]), ""]
         if corrs:
             parts += [f"Corruption error per corruption on {ds} (CE in %, reference `{reference}` = 100):", "",
                       md_table(pd.DataFrame(ce_rows, columns=["method", *corrs, "mCE"]), align_right=[*corrs, "mCE"]), ""]
         reasons = na[na["dataset"] == ds]
         if not reasons.empty:
-            lines = sorted({f"CE n/a for {r.label}: {r.reason}" for r in reasons.itertuples(index=False)})
+            lines = sorted({f"{'rPC' if r.metric == 'rpc' else 'CE'} n/a for {r.label}: {r.reason}"
+                            for r in reasons.itertuples(index=False)})
             parts += [bullet_list(lines), ""]
         if foot:
             parts += [bullet_list(foot), ""]
@@ -151,7 +159,8 @@ def bootstrap(ci: pd.DataFrame) -> str:
               f"resamples of the images with replacement, numpy `default_rng({tables.BOOTSTRAP_SEED})` per "
               "method and dataset. This mean differs from the dataset mIoU above, which sums confusion "
               "matrices over images first.", ""]
-    rows = [[r.dataset, r.label, r.n_images, pct(r.mean), f"[{pct(r.ci_low)}, {pct(r.ci_high)}]"]
+    rows = [[r.dataset, r.label, r.n_images, pct(r.mean),
+             f"[{pct(r.ci_low)}, {pct(r.ci_high)}]" if pd.notna(r.ci_low) else f"{NA} ({r.note})"]
             for r in ci.sort_values(["dataset", "label"]).itertuples(index=False)]
     hdr = ["dataset", "method", "images", "mean per-image mIoU (%)", "95% CI (%)"]
     return "\n".join(parts + [md_table(pd.DataFrame(rows, columns=hdr), align_right=hdr[2:]), ""]) + "\n"
@@ -188,7 +197,7 @@ def speed(sp: pd.DataFrame, reference: str, mixed: pd.DataFrame | None = None,
         rows.append([r.dataset, r.device, r.label, r.dtype, r.scope, r.units, sig(r.images_per_s),
                      sig(r.s_per_image), sig(r.pipeline_images_per_s), sig(r.setup_seconds), r.text_protocol, su, psu])
     hdr = ["dataset", "device", "method", "dtype", "scope", "units", "images/s (model)", "model s/image",
-           "pipeline images/s", "setup s (mean/unit)", "text", f"speed-up vs {reference}", "pipeline speed-up"]
+           "pipeline images/s", "setup s (once per dataset)", "text", f"speed-up vs {reference}", "pipeline speed-up"]
     parts += [md_table(pd.DataFrame(rows, columns=hdr), align_right=hdr[5:]), ""]
     if notes:
         parts += [bullet_list(sorted(set(notes))), ""]

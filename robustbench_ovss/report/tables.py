@@ -29,6 +29,14 @@ import pandas as pd
 
 from .. import metrics
 
+#: rPC (= mPC / clean mIoU) is not shown below this clean mIoU: a ratio to a near-zero clean score
+#: means nothing (it can exceed 200 % from round-off in a few pixels).
+MIN_CLEAN_MIOU_FOR_RPC = 0.05
+#: A bootstrap interval of the mean over images needs at least this many images.
+MIN_IMAGES_FOR_CI = 10
+#: A dataset whose units hold fewer images than this is flagged in every table (few-image numbers).
+FEW_IMAGES = 10
+
 #: Resamples and RNG seed of the bootstrap confidence intervals (fixed, so reports are reproducible).
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -72,7 +80,8 @@ def robustness_per_seed(results: pd.DataFrame, reference: str) -> tuple[pd.DataF
     Returns:
         ``values``: long table ``label, dataset, seed, metric, value`` with metric one of "clean",
         "miou:<corruption>", "mpc", "rpc", "ce:<corruption>", "mce";
-        ``na``: ``label, dataset, metric, reason`` for CE values that could not be computed.
+        ``na``: ``label, dataset, metric, reason`` for CE values that could not be computed and rPC values
+        left out because the clean mIoU is below ``MIN_CLEAN_MIOU_FOR_RPC``.
     """
     rows: list[tuple] = []
     na: list[tuple] = []
@@ -92,8 +101,12 @@ def robustness_per_seed(results: pd.DataFrame, reference: str) -> tuple[pd.DataF
             rows.append((label, dataset, seed, f"miou:{c}", float(np.mean(list(sev.values())))))
         mpc_v = metrics.mpc(g.to_numpy(dtype=float))
         rows.append((label, dataset, seed, "mpc", mpc_v))
-        cm = clean_mean.get((label, dataset), np.nan)
-        rows.append((label, dataset, seed, "rpc", metrics.rpc(mpc_v, float(cm))))
+        cm = float(clean_mean.get((label, dataset), np.nan))
+        if np.isfinite(cm) and cm < MIN_CLEAN_MIOU_FOR_RPC:
+            na.append((label, dataset, "rpc", f"clean mIoU {100 * cm:.2f}% is below {100 * MIN_CLEAN_MIOU_FOR_RPC:g}%: "
+                                              "a ratio to it means nothing"))  # fmt: skip
+        else:
+            rows.append((label, dataset, seed, "rpc", metrics.rpc(mpc_v, cm)))
         ces: list[float] = []
         for c, sev in by_c.items():
             reason = None
@@ -148,13 +161,15 @@ def grid_coverage(results: pd.DataFrame) -> pd.DataFrame:
 def rpc_by_corruption(results: pd.DataFrame) -> pd.DataFrame:
     """rPC per corruption: mean over severities and seeds of mIoU_c over clean mIoU.
 
-    Columns ``label, dataset, corruption, rpc`` (the heat map's data).
+    Columns ``label, dataset, corruption, rpc`` (the heat map's data); NaN where the clean mIoU is below
+    ``MIN_CLEAN_MIOU_FOR_RPC``.
     """
     corr = corrupted_rows(results)
     clean_mean = clean_rows(results).groupby(["label", "dataset"])["miou"].mean()
     per_seed = corr.groupby(["label", "dataset", "corruption", "seed"])["miou"].mean().reset_index()
     m = per_seed.groupby(["label", "dataset", "corruption"])["miou"].mean().reset_index()
-    m["rpc"] = [metrics.rpc(v, float(clean_mean.get((lab, d), np.nan))) for lab, d, v in zip(m["label"], m["dataset"], m["miou"])]
+    clean_of = [float(clean_mean.get((lab, d), np.nan)) for lab, d in zip(m["label"], m["dataset"])]
+    m["rpc"] = [metrics.rpc(v, c) if not c < MIN_CLEAN_MIOU_FOR_RPC else np.nan for v, c in zip(m["miou"], clean_of)]
     return m[["label", "dataset", "corruption", "rpc"]]
 
 
@@ -198,10 +213,11 @@ def clean_image_ci(per_image: pd.DataFrame, results: pd.DataFrame, **kw: float) 
     """Bootstrap CI of the mean per-image mIoU of each method's clean units, per dataset.
 
     Uses the per_image rows of finished clean units (by unit_key). Columns ``label, dataset,
-    n_images, mean, ci_low, ci_high``. The per-image mean differs from the dataset mIoU (which sums
-    confusion matrices first); the interval says how much the image sample moves the former.
+    n_images, mean, ci_low, ci_high, note``. The per-image mean differs from the dataset mIoU (which sums
+    confusion matrices first); the interval says how much the image sample moves the former. Below
+    ``MIN_IMAGES_FOR_CI`` images the interval is NaN and ``note`` says why.
     """
-    cols = ["label", "dataset", "n_images", "mean", "ci_low", "ci_high"]
+    cols = ["label", "dataset", "n_images", "mean", "ci_low", "ci_high", "note"]
     if per_image.empty or "miou" not in per_image.columns:
         return pd.DataFrame(columns=cols)
     keys = set(clean_rows(results)["unit_key"])
@@ -210,8 +226,13 @@ def clean_image_ci(per_image: pd.DataFrame, results: pd.DataFrame, **kw: float) 
     for (label, dataset), g in pi.groupby(["label", "dataset"], sort=True):
         x = g["miou"].to_numpy(dtype=float)
         x = x[~np.isnan(x)]
-        lo, hi = bootstrap_mean_ci(x, **kw)  # type: ignore[arg-type]
-        rows.append((label, dataset, int(x.size), float(x.mean()) if x.size else np.nan, lo, hi))
+        if x.size >= MIN_IMAGES_FOR_CI:
+            lo, hi = bootstrap_mean_ci(x, **kw)  # type: ignore[arg-type]
+            note = ""
+        else:
+            lo, hi = np.nan, np.nan
+            note = f"{x.size} image(s): an interval needs at least {MIN_IMAGES_FOR_CI}"
+        rows.append((label, dataset, int(x.size), float(x.mean()) if x.size else np.nan, lo, hi, note))
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -223,7 +244,8 @@ def speed_table(results: pd.DataFrame, reference: str) -> pd.DataFrame:
 
     Columns ``label, dataset, device, dtype, scope, units, timed_images, model_seconds,
     images_per_s, s_per_image, pipeline_images_per_s, setup_seconds, speedup, pipeline_speedup,
-    speedup_note, text_protocol``; ``setup_seconds`` is the mean over the units; ``speedup`` is NaN
+    speedup_note, text_protocol``; ``setup_seconds`` is the method's setup on the dataset, a cost paid
+    once per dataset and process (the largest over the units, which each record it); ``speedup`` is NaN
     with a note when the reference has no timed unit on the same dataset, device and scope;
     ``pipeline_images_per_s`` = timed images / pipeline seconds (each image's loading and corruption +
     the method's predict + metric; NaN when a unit lacks pipeline timing); ``text_protocol`` is
@@ -253,7 +275,7 @@ def speed_table(results: pd.DataFrame, reference: str) -> pd.DataFrame:
                 timed_images=("timed", "sum"), model_seconds=("model_seconds", "sum"),
                 # NaN when any unit has no pipeline timing: a partial sum would overstate the speed
                 pipeline_seconds=("pipeline_seconds", lambda s: s.sum(min_count=len(s)) if s.notna().all() else np.nan),
-                setup_seconds=("setup_seconds", "mean"),
+                setup_seconds=("setup_seconds", "max"),
                 text_protocol=("text_protocol", lambda s: ", ".join(sorted(set(s)))))
            .reset_index())
     agg["images_per_s"] = agg["timed_images"] / agg["model_seconds"]
@@ -370,9 +392,9 @@ def class_drops(per_class: pd.DataFrame, results: pd.DataFrame, top_k: int = 5) 
 
     clean_iou = mean IoU of the class over the method's clean units; corrupted_iou = mean over its
     finished corrupted units (every corruption, severity and seed) where the class has an IoU (NaN =
-    zero union is skipped); drop = clean_iou - corrupted_iou. The ``top_k`` largest drops per
-    (dataset, label). Columns ``dataset, label, class_id, class_name, clean_iou, corrupted_iou,
-    drop, units``.
+    zero union is skipped); drop = clean_iou - corrupted_iou. The ``top_k`` largest positive drops per
+    (dataset, label) (a class that lost nothing is no "largest drop"). Columns ``dataset, label,
+    class_id, class_name, clean_iou, corrupted_iou, drop, units``.
     """
     cols = ["dataset", "label", "class_id", "class_name", "clean_iou", "corrupted_iou", "drop", "units"]
     if per_class.empty or "iou" not in per_class.columns:
@@ -387,6 +409,7 @@ def class_drops(per_class: pd.DataFrame, results: pd.DataFrame, top_k: int = 5) 
     corr_g = corrp.groupby(keys)["iou"].agg(corrupted_iou="mean", units="count")
     t = pd.concat([clean, corr_g], axis=1, join="inner").reset_index().dropna(subset=["clean_iou", "corrupted_iou"])
     t["drop"] = t["clean_iou"] - t["corrupted_iou"]
+    t = t[t["drop"] > 0]
     t = t.sort_values(["dataset", "label", "drop", "class_id"], ascending=[True, True, False, True])
     return t.groupby(["dataset", "label"], sort=True).head(top_k)[cols].reset_index(drop=True)
 
@@ -400,6 +423,23 @@ def failures(results: pd.DataFrame) -> pd.DataFrame:
     f = results[results["status"] == "failed"]
     f = f.assign(**{c: "" for c in cols if c not in f.columns})
     return f[cols].sort_values(cols[:5]).reset_index(drop=True)
+
+
+def few_image_datasets(results: pd.DataFrame) -> dict[str, int]:
+    """Datasets whose finished units hold fewer than ``FEW_IMAGES`` images: dataset -> the most any unit holds."""
+    r = ok_rows(results)
+    if r.empty or "n_images" not in r.columns:
+        return {}
+    most = pd.to_numeric(r["n_images"], errors="coerce").groupby(r["dataset"]).max()
+    return {str(d): int(n) for d, n in most.items() if pd.notna(n) and n < FEW_IMAGES}
+
+
+def seed_counts(results: pd.DataFrame) -> set[int]:
+    """Numbers of seeds behind the corrupted cells (one entry when every cell has as many)."""
+    corr = corrupted_rows(results)
+    if corr.empty:
+        return set()
+    return set(corr.groupby(["label", "dataset", "corruption", "severity"])["seed"].nunique().astype(int))
 
 
 def labels_of(frames: Iterable[pd.DataFrame]) -> list[str]:

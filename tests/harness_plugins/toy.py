@@ -90,6 +90,15 @@ def colour_segment(image: np.ndarray, thresh: int, num_classes: int = 4) -> np.n
 ORDER: list[str] = []  # names of the toy methods in predict-call order, for the method-order tests
 
 
+def signal_self(call: int) -> None:
+    """``OVSS_TOY_SIGNAL="SIGTERM@5"``: send this process that signal during toy-color's 5th predict call
+    (a deterministic kill point for the process tests; several comma-separated are allowed)."""
+    for spec in filter(None, os.environ.get("OVSS_TOY_SIGNAL", "").split(",")):
+        name, at = spec.split("@")
+        if int(at) == call:
+            os.kill(os.getpid(), getattr(signal, name))
+
+
 @METHODS.register("toy-color")
 class ToyColour(Method):
     """Colour-threshold segmenter; ``fail_on`` = k >= 0 raises on clean image k (read from the top row),
@@ -108,6 +117,7 @@ class ToyColour(Method):
 
         type(self).calls += 1
         ORDER.append(self.name)
+        signal_self(type(self).calls)
         if type(self).interrupt_at and type(self).calls == type(self).interrupt_at:
             raise KeyboardInterrupt
         if type(self).sigint_at and type(self).calls == type(self).sigint_at:
@@ -141,6 +151,34 @@ class ToyConst(Method):
         type(self).calls += 1
         ORDER.append(self.name)
         return torch.full(image.shape[:2], int(self.params["value"]), dtype=torch.long)
+
+
+@METHODS.register("toy-linear")
+class ToyLinear(Method):
+    """Class scores = pixel colours x a fixed 3 x C matrix, argmax: float arithmetic that autocast runs
+    in bf16, with near-tied columns so that bf16 and fp32 disagree on some pixels."""
+
+    name = "toy-linear"
+    version = "1"
+    defaults = {}
+
+    @staticmethod
+    def weights(num_classes: int) -> Any:
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        return 1.0 + 0.004 * torch.rand(3, num_classes, generator=g)
+
+    def predict(self, image: np.ndarray) -> Any:
+        import torch
+
+        x = torch.from_numpy(image).float().reshape(-1, 3) / 255.0
+        scores = x @ self.weights(self.ctx.num_classes)
+        self._dtype = str(scores.dtype)
+        return scores.argmax(dim=1).reshape(image.shape[:2])
+
+    def stats(self) -> dict[str, Any]:
+        return {"score_dtype": self._dtype}
 
 
 def _noise(image: np.ndarray, severity: int, seed: int) -> np.ndarray:

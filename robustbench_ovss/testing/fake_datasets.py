@@ -19,7 +19,7 @@ __all__ = ["fake_ids", "raw_label_range", "write_fake_dataset"]
 def raw_label_range(name: str) -> int:
     """Number of raw label values a benchmark stores besides 255 (e.g. 151 for ADE20K: 0..150)."""
     from ..registry import DATASETS
-    from .vocabulary import packaged_vocabulary
+    from ..datasets.vocabulary import packaged_vocabulary
 
     cls = DATASETS.get(name)
     n = len(packaged_vocabulary(cls.vocab_name))
