@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from pathlib import Path
 
@@ -108,3 +109,46 @@ def test_every_packaged_config_validates() -> None:
     for name in names:
         cfg = load_config(name[:-5])
         assert isinstance(cfg, RunConfig)
+
+
+# -- nested values are checked at load time, before any model or data is touched -----------------------
+
+
+def _cfg(tmp_path, text):
+    p = tmp_path / "n.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[datasets]\nnames = ["synthetic"]\n[datasets.options.synthetic]\nn_images = "eight"\n',
+     "[datasets.options.synthetic] n_images must be an integer"),
+    ('[datasets]\nnames = ["synthetic"]\n[datasets.options.synthetic]\ncolours = 3\n',
+     "[datasets.options.synthetic] unknown option(s) colours"),
+    ('[datasets]\nnames = ["voc21"]\n[datasets.options.voc21]\nsynonyms = true\n',
+     "[datasets.options.voc21] unknown option(s) synonyms (allowed: none)"),
+    ('[datasets]\nnames = ["ade847"]\n[datasets.options.ade847]\nsynonyms = "yes"\n',
+     "[datasets.options.ade847] synonyms must be true or false"),
+    ('[datasets]\nnames = ["voc21"]\nvocab.voc21 = 3\n', "[datasets] vocab.voc21 must be the path of a vocabulary file"),
+    ('[datasets]\nnames = ["voc21"]\nvocab.voc21 = "no/such/file.txt"\n', "[datasets] vocab.voc21: file no/such/file.txt not found"),
+    ('[[methods]]\nname = "activesam"\nparams = { bucket = 4 }\n', "[[methods]] #1 (activesam): method 'activesam': unknown param(s) bucket"),
+])  # fmt: skip
+def test_nested_values_are_checked_when_the_config_is_read(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as exc:
+        load_config(_cfg(tmp_path, text))
+    assert needle in str(exc.value) and str(tmp_path / "n.toml") in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_config_hash_covers_only_what_changes_results(tmp_path):
+    from robustbench_ovss.config import config_hash
+
+    base = load_config("demo")
+    same = dataclasses.replace(base, name="other", run=dataclasses.replace(
+        base.run, out="elsewhere", workers=7, threads=3, checkpoint_images=5, checkpoint_seconds=9.0, warmup_calls=1,
+        save_preds=4, lease_seconds=10.0), report=dataclasses.replace(base.report, auto=False, reference="sam3"))  # fmt: skip
+    assert config_hash(same) == config_hash(base)
+    for changed in (dataclasses.replace(base.run, limit=3), dataclasses.replace(base.run, dtype="bf16"),
+                    dataclasses.replace(base.run, chunk_size=7), dataclasses.replace(base.run, seeds=(0, 1))):  # fmt: skip
+        assert config_hash(dataclasses.replace(base, run=changed)) != config_hash(base)
+    assert config_hash(dataclasses.replace(base, data=dataclasses.replace(base.data, root="/x"))) != config_hash(base)

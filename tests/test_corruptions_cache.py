@@ -173,3 +173,40 @@ def test_cached_image_equals_direct_corrupt_for_a_plain_corruption(cache_dir: Pa
     image_id, image, _ = TinyDataset()[1]
     img, _ = CorruptionCache(cache_dir).get(DS, image_id, "gaussian_noise", 4, 7)  # type: ignore[misc]
     assert np.array_equal(img, corrupt(image, "gaussian_noise", 4, image_seed(7, DS, image_id, "gaussian_noise", 4)))
+
+
+def _journal_lines(cache):
+    return sum(len(p.read_text().splitlines()) for p in cache.rglob("manifest.journal"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_corrupt_keeps_finished_images(tmp_path, sig):
+    import signal
+    import subprocess
+    import time
+
+    from harness_plugins.helpers import bench_cmd, subprocess_env
+    from robustbench_ovss.testing.fake_datasets import write_fake_dataset
+
+    data = tmp_path / "data"
+    write_fake_dataset("voc21", data, n_images=12, size=(360, 480))
+    cache = tmp_path / "cache"
+    cmd = [*bench_cmd(), "corrupt", "--dataset", "voc21", "--corruptions", "glass_blur", "--severities", "5",
+           "--data-root", str(data), "--out", str(cache)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while _journal_lines(cache) < 3 and proc.poll() is None:  # three images finished
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    err = proc.communicate(timeout=120)[1]
+    if proc.returncode == 0:
+        pytest.skip("finished before the signal arrived")
+    assert proc.returncode == (-signal.SIGKILL if sig == "SIGKILL" else 143), err
+    again = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    kept = int(again.stderr.split(" images written, ")[1].split(" already cached")[0])
+    assert kept >= 3  # the images finished before the kill were not corrupted again
+    man = json.loads(next(cache.rglob("manifest.json")).read_text())
+    assert len(man["files"]) == 12 and not list(cache.rglob("manifest.journal"))

@@ -250,6 +250,30 @@ def dedupe_results(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return kept, notes
 
 
+#: Columns that say which images and settings a row evaluated: two runs' rows of one grid cell that
+#: differ here measured different things and are never averaged together.
+IDENTITY_COLUMNS = ["limit", "n_images", "fingerprint", "vocab_hash", "params_hash", "checkpoint", "dtype"]
+
+
+def check_same_cells(results: pd.DataFrame) -> None:
+    """Refuse to merge runs whose rows of one (method, dataset, corruption, severity, seed) cell come
+    from different image sets or settings (another ``--limit``, data, params, checkpoint or dtype):
+    the report would average them as if they were seeds."""
+    if "run_dir" not in results.columns or results["run_dir"].nunique() < 2:
+        return
+    cols = [c for c in IDENTITY_COLUMNS if c in results.columns]
+    for cell, g in results.groupby(GRID_KEYS, sort=True):
+        if g["run_dir"].nunique() < 2 or "unit_key" in g.columns and g["unit_key"].nunique() == 1:
+            continue
+        for col in cols:
+            vals = g[col].astype(str).unique()
+            if len(vals) > 1:
+                dirs = " and ".join(sorted(g["run_dir"].astype(str).unique()))
+                what = "image sets" if col in ("limit", "n_images", "fingerprint") else "settings"
+                raise ReportError(f"{dirs} evaluate different {what} for {cell[0]} on {cell[1]} {cell[2]} s{cell[3]} "
+                                  f"seed {cell[4]} ({col} {' vs '.join(vals)}); report them separately")  # fmt: skip
+
+
 def _filter_by_kept(table: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     """Rows of per_class/per_image that belong to a kept (unit_key, run_dir) pair, each once."""
     if table.empty or "unit_key" not in table.columns:
@@ -273,6 +297,7 @@ def merge_runs(runs: list[RunData]) -> RunData:
             frames[name].append(t)
     results = pd.concat(frames["results"], ignore_index=True)
     results, notes = dedupe_results(results)
+    check_same_cells(results)
     per_class = _filter_by_kept(pd.concat(frames["per_class"], ignore_index=True), results)
     per_image = _filter_by_kept(pd.concat(frames["per_image"], ignore_index=True), results)
     configs: dict[str, dict[str, Any]] = {}
