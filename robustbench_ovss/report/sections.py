@@ -389,8 +389,9 @@ def gallery(run_dirs: Sequence[Path], out_dir: Path, results: pd.DataFrame | Non
     """Thumbnails of the PNGs the runner saved with ``--save-preds K``, if any.
 
     ``samples/<dataset>/<corruption>-s<severity>-seed<seed>/*.png`` (corrupted inputs, one row per
-    condition: the gallery per severity) and ``preds/<unit_key>/*.png`` (predictions, one row per
-    unit, named from results.csv). Other layouts are grouped by folder.
+    condition: the gallery per severity) and ``preds/<unit_key>/*.overlay.png`` (image | prediction |
+    ground truth, one row per unit, named from results.csv; the raw label maps beside them are for
+    tools, shown only where a run has no overlays). Other layouts are grouped by folder.
     """
     parts = ["## Gallery", ""]
     units: dict[str, str] = {}
@@ -402,6 +403,9 @@ def gallery(run_dirs: Sequence[Path], out_dir: Path, results: pd.DataFrame | Non
         for name in GALLERY_DIRS:
             folder = run / name
             pngs = sorted(folder.rglob("*.png")) if folder.is_dir() else []
+            overlays = [p for p in pngs if p.name.endswith(".overlay.png")]
+            if name == "preds" and overlays:
+                pngs = overlays
             if not pngs:
                 continue
             found = True
@@ -411,7 +415,8 @@ def gallery(run_dirs: Sequence[Path], out_dir: Path, results: pd.DataFrame | Non
             rows = []
             for group, files in sorted(groups.items()):
                 what = units.get(group, group) if name == "preds" else group
-                cells = " ".join(f'<img src="{relpath(f, out_dir)}" width="{GALLERY_WIDTH}" alt="{escape(f.stem)}">'
+                width = 3 * GALLERY_WIDTH if f"{files[0].name}".endswith(".overlay.png") else GALLERY_WIDTH
+                cells = " ".join(f'<img src="{relpath(f, out_dir)}" width="{width}" alt="{escape(f.stem)}">'
                                  for f in files[:GALLERY_PER_ROW])
                 more = f" (+{len(files) - GALLERY_PER_ROW} more)" if len(files) > GALLERY_PER_ROW else ""
                 rows.append([what, cells + more])
