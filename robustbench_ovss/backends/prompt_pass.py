@@ -17,9 +17,10 @@ from there with the model's own modules, in the order of ``Sam3DetrEncoderLayer.
   mask decoder's pixel decoder), so no FPN level and no position encoding is copied per prompt (the full
   forward's multi-level concatenation copies the 1x level and its encoding, and its mask decoder's
   ``clone`` every level, once per prompt); the one image-only tensor laid out per prompt is the first
-  cross-attention's queries [n, h*w, D], which the matmul needs contiguous to round as the full forward;
-- only what the backend returns is computed: scoring on the last decoder layer (the forward scores all
-  six and keeps the last) and no box head (boxes are not returned).
+  cross-attention's queries [n, h*w, D], made contiguous because a stride-0 batch takes another matmul
+  path on the CPU under bf16 autocast and rounds differently from the full forward;
+- only what the backend returns is computed: scoring on the last decoder layer (the forward scores every
+  decoder layer, six in SAM 3, and keeps the last) and no box head (boxes are not returned).
 
 Every module keeps what :mod:`.numerics` set on it (LayerNorm eps, the presence clamp, the decoder MLP
 outside autocast), and the ops run in the same order and dtypes under autocast, so the outputs equal the
