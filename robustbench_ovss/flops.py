@@ -5,9 +5,12 @@ weights, no memory, no arithmetic; ``torch.utils.flop_counter.FlopCounterMode`` 
 operations it would run. Per-prompt work does not depend on the other prompts (DESIGN §5), so each
 component is counted once and scaled:
 
-- image encoder (ViT + FPN neck + the geometry encoder's CLS token) once per resolution (1008 full; the
-  672 preview counts ViT + the 1x FPN level only, as ``encode_image(..., presence_only=True)`` computes);
-- one prompt's full decode (DETR encoder, DETR decoder, scoring, mask decoder) at the full resolution;
+- image encoder (ViT + FPN neck + the geometry encoder's CLS token + the first DETR-encoder layer's
+  image-only part, :func:`~robustbench_ovss.backends.prompt_pass.image_prefix`) once per resolution
+  (1008 full; the 672 preview counts ViT + the 1x FPN level only, as
+  ``encode_image(..., presence_only=True)`` computes);
+- one prompt's full decode (the rest of the DETR encoder, DETR decoder, scoring, mask decoder) at the
+  full resolution, as :func:`~robustbench_ovss.backends.prompt_pass.decode_prompts` runs it;
 - one prompt's presence-only pass (DETR encoder + decoder) at the preview resolution;
 - the text encoder per prompt, reported apart: it is cached setup work, not per-image work.
 
@@ -16,6 +19,10 @@ presence@2R/3 when V > 40) + ViT@R + K x decode@R with the 4 appended tokens (K 
 default: what ActiveSAM's quantile rule keeps of V distinct preview scores, :func:`default_active`, e.g.
 30 of ADE20K's 150 prompts). Counting runs without attention masks (the meta device cannot evaluate the mask
 shortcut); masking changes no matmul size, so the counts are those of the masked run.
+
+``FlopModel(once_per_image=False)`` counts the backend's previous path instead, one ``Sam3Model`` forward
+per prompt (the first encoder layer's self-attention per prompt, scoring of every decoder layer, the box
+head), for comparison.
 """
 
 from __future__ import annotations
@@ -41,9 +48,11 @@ class FlopModel:
 
     Args:
         config: a ``Sam3Config`` (default: the real SAM 3 architecture).
+        once_per_image: count the backend's default path (image-only work once per image); False = one
+            full ``Sam3Model`` forward per prompt (``Sam3Backend(once_per_image=False)``).
     """
 
-    def __init__(self, config: Any = None):
+    def __init__(self, config: Any = None, once_per_image: bool = True):
         import torch
         from transformers import Sam3Config, Sam3Model
 
@@ -54,8 +63,9 @@ class FlopModel:
             self.model = Sam3Model(self.config).eval()
         self.switch = ResolutionSwitch(self.model.vision_encoder.backbone)
         self.native_size = self.switch.native_size
+        self.once_per_image = bool(once_per_image)
         self._hook = self.model.detr_encoder.register_forward_hook(_host_spatial_shapes, with_kwargs=True)
-        self._vision: dict[tuple[int, bool], tuple[int, Any]] = {}
+        self._vision: dict[tuple[int, bool], tuple[int, Any, Any]] = {}
 
     @staticmethod
     def _count(fn: Any) -> int:
@@ -67,11 +77,15 @@ class FlopModel:
             fn()
         return int(counter.get_total_flops())
 
-    def _encode(self, size: int, presence_only: bool) -> tuple[int, Any]:
-        """(FLOPs, vision output) of one image encoding; the output feeds the per-prompt counts."""
+    def _encode(self, size: int, presence_only: bool) -> tuple[int, Any, Any]:
+        """(FLOPs, vision output, image prefix or None) of one image encoding; the outputs feed the
+        per-prompt counts."""
+        import dataclasses
+
         import torch
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
+        from .backends.prompt_pass import image_prefix
         from .backends.sam3 import geometry_cls_token
 
         key = (size, presence_only)
@@ -94,13 +108,29 @@ class FlopModel:
                         # the presence pass reads level -2, as the full forward does
                         box["out"] = Sam3VisionEncoderOutput(fpn_hidden_states=(f, None), fpn_position_encoding=(pos, None))
                     geometry_cls_token(self.model, f, pos)
+                    if self.once_per_image:
+                        box["prefix"], box["hw"] = image_prefix(self.model, f, pos), f.shape[-2:]
 
-            self._vision[key] = (self._count(run), box["out"])
+            flops = self._count(run)
+            prefix = box.get("prefix")
+            if prefix is not None:  # the DETR decoder reads the grid size with .item(): keep it on the host
+                prefix = dataclasses.replace(prefix, spatial_shapes=torch.tensor([list(box["hw"])]))
+            self._vision[key] = (flops, box["out"], prefix)
         return self._vision[key]
 
     def image(self, size: int, presence_only: bool = False) -> int:
-        """FLOPs of one image encoding at ``size``: ViT + all FPN levels (or only the 1x level)."""
+        """FLOPs of one image encoding at ``size``: ViT + all FPN levels (or only the 1x level), the
+        geometry token and, with ``once_per_image``, the first DETR-encoder layer's image-only part."""
         return self._encode(size, presence_only)[0]
+
+    @lru_cache(maxsize=None)
+    def prefix(self, size: int) -> int:
+        """FLOPs of the first DETR-encoder layer's image-only part at ``size`` (part of :meth:`image` with
+        ``once_per_image``; of every prompt's decode and presence pass without)."""
+        from .backends.prompt_pass import image_prefix
+
+        vision = self._encode(size, True)[1]
+        return self._count(lambda: image_prefix(self.model, vision.fpn_hidden_states[0], vision.fpn_position_encoding[0]))
 
     def _text(self, length: int) -> Any:
         import torch
@@ -112,14 +142,24 @@ class FlopModel:
     @lru_cache(maxsize=None)
     def decode(self, size: int, text_length: int = PROMPT_LENGTH) -> int:
         """FLOPs of one prompt's full decode on image features of ``size``."""
-        vision, text = self._encode(size, False)[1], self._text(text_length)
-        return self._count(lambda: self.model(vision_embeds=vision, text_embeds=text, attention_mask=None))
+        _, vision, prefix = self._encode(size, False)
+        text = self._text(text_length)
+        if prefix is None:
+            return self._count(lambda: self.model(vision_embeds=vision, text_embeds=text, attention_mask=None))
+        from .backends.prompt_pass import decode_prompts
+
+        return self._count(lambda: decode_prompts(self.model, vision.fpn_hidden_states, prefix, text.pooler_output, None))
 
     @lru_cache(maxsize=None)
     def presence(self, size: int, text_length: int = PROMPT_LENGTH) -> int:
         """FLOPs of one prompt's presence-only pass (1x FPN level -> DETR encoder -> DETR decoder)."""
-        vision, text = self._encode(size, True)[1], self._text(text_length).pooler_output
+        _, vision, prefix = self._encode(size, True)
+        text = self._text(text_length).pooler_output
         lvl = len(vision.fpn_hidden_states) - 2
+        if prefix is not None:
+            from .backends.prompt_pass import presence_logits
+
+            return self._count(lambda: presence_logits(self.model, prefix, text, None))
 
         def run() -> None:
             enc = self.model.detr_encoder(vision_features=[vision.fpn_hidden_states[lvl]], text_features=text,
@@ -254,6 +294,9 @@ def cli_flops(args: Any) -> int:
           f"(+{EXPANSION_TOKENS} tokens {fm.decode(resolution, PROMPT_LENGTH + EXPANSION_TOKENS) / 1e12:.3f}); "
           f"presence/prompt @{preview} {fm.presence(preview) / 1e12:.3f}; "
           f"text encoder/prompt (setup, cached) {fm.text() / 1e9:.1f} GFLOPs")
+    print(f"the first DETR-encoder layer's self-attention over the image tokens runs once per image "
+          f"(in the image encoder above): {fm.prefix(resolution) / 1e9:.1f} GFLOPs @{resolution}, "
+          f"{fm.prefix(preview) / 1e9:.1f} @{preview}, which a forward per prompt would repeat for every prompt")
     speedup = rows[REFERENCE]["flops"] / rows["activesam"]["flops"]
     if not math.isfinite(speedup):
         raise ConfigError("FLOP count failed")

@@ -28,6 +28,26 @@ def test_component_counts_scale_as_expected(small: FlopModel) -> None:
     assert small.decode(336) == d  # cached, deterministic
 
 
+def test_image_only_work_moves_from_every_prompt_to_the_image(small: FlopModel) -> None:
+    """The first DETR-encoder layer's self-attention over the T image tokens of width D costs
+    4 projections (2 T D^2 each) + scores and weighted sum (2 T^2 D each); with once_per_image it is
+    counted in the image encoder and no longer in every prompt's decode and presence pass, which also
+    drop the box head and the scoring of all decoder layers but the last (outputs the backend discards)."""
+    cfg = small.config
+    per_prompt = FlopModel(cfg, once_per_image=False)
+    d, q, layers = cfg.detr_encoder_config.hidden_size, cfg.detr_decoder_config.num_queries, cfg.detr_decoder_config.num_layers
+    for size in (336, 224):
+        t = (size // 14) ** 2
+        attention = 4 * 2 * t * d * d + 2 * 2 * t * t * d
+        assert small.prefix(size) == attention
+        assert small.image(size) - per_prompt.image(size) == attention
+        assert small.image(size, True) - per_prompt.image(size, True) == attention
+        assert per_prompt.presence(size) - small.presence(size) == attention
+        box_head = 2 * q * (d * d + d * d + d * 4) * layers
+        other_scores = (2 * q * d * d + 2 * q * d) * (layers - 1)
+        assert per_prompt.decode(size) - small.decode(size) == attention + box_head + other_scores
+
+
 def test_method_totals_follow_the_formulas(small: FlopModel) -> None:
     rows = method_flops(small, 150)
     vit, vit_p = small.image(336), small.image(224, presence_only=True)
@@ -62,3 +82,4 @@ def test_flops_cli_on_the_real_architecture(capsys: pytest.CaptureFixture[str]) 
     assert "| activesam | 30 | 150 |" in out and "| segearth-ov3 | 150 | 0 |" in out
     assert "K = 30 of 150 prompts: the 0.8-quantile rule" in out
     assert "image encoder @1008 5.6" in out  # DESIGN §5: ViT ~5.6 TFLOP at 1008
+    assert "runs once per image (in the image encoder above): 30.2 GFLOPs @1008, 6.6 @672" in out

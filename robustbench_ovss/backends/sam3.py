@@ -7,9 +7,13 @@ Operations (DESIGN §4, §5):
 - ``encode_text(texts, extra_tokens, extra_mask)``: per-token prompt features [N, 32(+E), 256] and masks,
   cached by exact string; the text encoder runs once per new string (``counters["text_encoder_calls"]``
   counts its forward calls).
-- ``decode(features, text, indices, bucket_size)``: one ``Sam3Model`` call per bucket of prompts with the
-  cached vision features expanded along the batch (zero-copy); per prompt instance mask logits,
-  instance scores sigmoid(pred_logits) * presence, semantic logits and presence.
+- ``decode(features, text, indices, bucket_size)``: one prompt-conditioned pass per bucket of prompts
+  on the cached image features; per prompt instance mask logits, instance scores sigmoid(pred_logits) *
+  presence, semantic logits and presence. By default (``once_per_image=True``) the work that precedes
+  the prompt (the first DETR-encoder layer's self-attention over the image tokens) is done once per
+  encoded image and no FPN level is copied per prompt (:mod:`.prompt_pass`); with
+  ``once_per_image=False`` every bucket is one ``Sam3Model`` forward with the features expanded along
+  the batch, the oracle the fast path is tested against.
 - ``presence(...)``: ViT -> 1x FPN level -> DETR encoder -> DETR decoder, no mask decoder; equals the
   presence of the full forward.
 - ``text_embeddings_1024`` / ``project``: ActiveSAM's prompt-expansion inputs.
@@ -32,10 +36,12 @@ import torch
 
 from ..errors import ConfigError
 from ..registry import BACKENDS
+from . import prompt_pass
 from .base import Decoded, ImageFeatures, TextFeatures
 from .checkpoint import checkpoint_identity, hf_directory, load_model, resolve_checkpoint
 from .numerics import NumericsReport, apply_numerics, checkpoint_numerics, resolve_numerics
 from .preprocess import image_to_pixels, tokenize
+from .prompt_pass import ImagePrefix
 from .resolution import ResolutionSwitch
 
 log = logging.getLogger(__name__)
@@ -56,12 +62,15 @@ class Sam3ImagePayload:
         presence_only: True when only the 1x level (the DETR input) was computed.
         geometry_token: the geometry encoder's CLS output for this image [1, 1, D], appended to every
             prompt (None when the backend runs with ``geometry_cls=False``).
+        prefix: the DETR encoder's image-only start for this image (:func:`.prompt_pass.image_prefix`;
+            None when the backend runs with ``once_per_image=False``).
     """
 
     fpn: tuple[torch.Tensor | None, ...]
     pos: tuple[torch.Tensor | None, ...]
     presence_only: bool = False
     geometry_token: torch.Tensor | None = None  # [1, 1, D] image-conditioned geometry CLS token
+    prefix: ImagePrefix | None = None
 
 
 @dataclass
@@ -133,35 +142,42 @@ class Sam3Backend:
             "transformers" = transformers' ``Sam3Model`` as its config builds it; "auto" (default) =
             what the checkpoint's config.json declares in ``ovss_numerics`` ("meta" when absent, as
             in every checkpoint from Meta or the hub). See :mod:`.numerics`.
+        once_per_image: True (default) = the first DETR-encoder layer's image-only part once per encoded
+            image and no per-prompt copies of the FPN levels (:mod:`.prompt_pass`); False = one full
+            ``Sam3Model`` forward per bucket (the previous path, kept as the oracle). Both compute the
+            same outputs up to float round-off (tested to 1e-5), so, like the bucket size, the choice is
+            not part of the identity.
     """
 
     def __init__(self, checkpoint: str, device: str = "cpu", dtype: str = "fp32", allow_download: bool = False,
-                 geometry_cls: bool | None = None, numerics: str = "auto"):
+                 geometry_cls: bool | None = None, numerics: str = "auto", once_per_image: bool = True):
         dev = resolve_device(device)
         resolved = resolve_checkpoint(checkpoint, allow_download=allow_download)
         directory = hf_directory(resolved)
         model, tokenizer = load_model(directory, resolved.spec)
         self._setup(model, tokenizer, dev, resolve_dtype(dtype, dev), checkpoint_identity(resolved, directory),
-                    geometry_cls, numerics)
+                    geometry_cls, numerics, once_per_image)
         self.checkpoint_dir = directory
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, device: str = "cpu", dtype: str = "fp32",
-                   identity: str = "in-memory", geometry_cls: bool | None = None, numerics: str = "auto") -> Sam3Backend:
+                   identity: str = "in-memory", geometry_cls: bool | None = None, numerics: str = "auto",
+                   once_per_image: bool = True) -> Sam3Backend:
         """Wrap a freshly built ``Sam3Model`` and tokenizer (benchmarks, random real-size models).
 
         The model's modules are changed in place to run ``numerics``.
         """
         self = cls.__new__(cls)
         dev = resolve_device(device)
-        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity, geometry_cls, numerics)
+        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity, geometry_cls, numerics, once_per_image)
         self.checkpoint_dir = None
         return self
 
     def _setup(self, model: Any, tokenizer: Any, device: torch.device, dtype: str, identity: str,
-               geometry_cls: bool | None, numerics: str = "auto") -> None:
+               geometry_cls: bool | None, numerics: str = "auto", once_per_image: bool = True) -> None:
         self.device = device
         self.dtype = dtype
+        self.once_per_image = bool(once_per_image)
         if geometry_cls is None:  # a checkpoint trained without the token says so in its config.json
             geometry_cls = bool(getattr(model.config, GEOMETRY_CLS_CONFIG_KEY, True))
         self.geometry_cls = bool(geometry_cls)
@@ -188,7 +204,7 @@ class Sam3Backend:
 
     def __repr__(self) -> str:
         return (f"Sam3Backend({self.identity!r}, device={str(self.device)!r}, dtype={self.dtype!r}, "
-                f"numerics={self.numerics!r}, native_size={self.native_size})")
+                f"numerics={self.numerics!r}, once_per_image={self.once_per_image}, native_size={self.native_size})")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -227,6 +243,8 @@ class Sam3Backend:
                 payload = Sam3ImagePayload(tuple(out.fpn_hidden_states), tuple(out.fpn_position_encoding))
             if self.geometry_cls:
                 payload.geometry_token = self._geometry_token(payload)
+            if self.once_per_image:
+                payload.prefix = self._image_prefix(payload)
         self.counters["image_encoder_calls"] += 1
         return ImageFeatures(size=size, image_hw=(int(image.shape[0]), int(image.shape[1])), payload=payload)
 
@@ -247,6 +265,17 @@ class Sam3Backend:
     def _geometry_token(self, payload: Sam3ImagePayload) -> torch.Tensor:
         lvl = self.presence_level
         return geometry_cls_token(self.model, payload.fpn[lvl], payload.pos[lvl])
+
+    def _image_prefix(self, payload: Sam3ImagePayload) -> ImagePrefix:
+        lvl = self.presence_level
+        return prompt_pass.image_prefix(self.model, payload.fpn[lvl], payload.pos[lvl])
+
+    def _prefix(self, payload: Sam3ImagePayload) -> ImagePrefix:
+        """The payload's prefix, computed now (and kept) for features encoded without it."""
+        if payload.prefix is None:
+            with torch.no_grad(), self._autocast():
+                payload.prefix = self._image_prefix(payload)
+        return payload.prefix
 
     # -- texts -----------------------------------------------------------------------------------
     def _ensure_text(self, texts: Sequence[str]) -> None:
@@ -407,19 +436,26 @@ class Sam3Backend:
             raise TypeError("features must come from Sam3Backend.encode_image")
         return features.payload
 
-    def _decode_bucket(self, payload: Sam3ImagePayload, text: TextFeatures, chunk: list[int]) -> Decoded:
+    def _forward_bucket(self, payload: Sam3ImagePayload, feats: torch.Tensor, mask: torch.Tensor) -> Any:
+        """One ``Sam3Model`` forward on the image features expanded to the bucket (``once_per_image=False``)."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-        feats, mask = self._select(text, chunk, payload)
-        n = len(chunk)
+        n = feats.shape[0]
         vision = Sam3VisionEncoderOutput(
-            fpn_hidden_states=tuple(f.expand(n, -1, -1, -1) for f in payload.fpn),  # zero-copy views
+            fpn_hidden_states=tuple(f.expand(n, -1, -1, -1) for f in payload.fpn),  # views; the model copies them
             fpn_position_encoding=tuple(p.expand(n, -1, -1, -1) for p in payload.pos),
         )
+        return self.model(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=feats), attention_mask=mask)
+
+    def _decode_bucket(self, payload: Sam3ImagePayload, text: TextFeatures, chunk: list[int]) -> Decoded:
+        feats, mask = self._select(text, chunk, payload)
+        n = len(chunk)
         with torch.no_grad(), self._autocast():
-            out = self.model(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=feats),
-                             attention_mask=mask)
+            if self.once_per_image:
+                out: Any = prompt_pass.decode_prompts(self.model, payload.fpn, self._prefix(payload), feats, mask)  # type: ignore[arg-type]
+            else:
+                out = self._forward_bucket(payload, feats, mask)
         self.counters["decoder_calls"] += 1
         presence_logits = out.presence_logits.float().reshape(n)
         logits = out.pred_logits.float()
@@ -465,16 +501,19 @@ class Sam3Backend:
         n = len(chunk)
         lvl = self.presence_level
         with torch.no_grad(), self._autocast():
-            enc = self.model.detr_encoder(
-                vision_features=[payload.fpn[lvl].expand(n, -1, -1, -1)], text_features=feats,
-                vision_pos_embeds=[payload.pos[lvl].expand(n, -1, -1, -1)], text_mask=mask,
-            )
-            dec = self.model.detr_decoder(
-                vision_features=enc.last_hidden_state, text_features=enc.text_features,
-                vision_pos_encoding=enc.pos_embeds_flattened, text_mask=mask, spatial_shapes=enc.spatial_shapes,
-            )
+            if self.once_per_image:
+                logits = prompt_pass.presence_logits(self.model, self._prefix(payload), feats, mask)
+            else:
+                enc = self.model.detr_encoder(
+                    vision_features=[payload.fpn[lvl].expand(n, -1, -1, -1)], text_features=feats,
+                    vision_pos_embeds=[payload.pos[lvl].expand(n, -1, -1, -1)], text_mask=mask,
+                )
+                logits = self.model.detr_decoder(
+                    vision_features=enc.last_hidden_state, text_features=enc.text_features,
+                    vision_pos_encoding=enc.pos_embeds_flattened, text_mask=mask, spatial_shapes=enc.spatial_shapes,
+                ).presence_logits[-1]
         self.counters["presence_calls"] += 1
-        return torch.sigmoid(dec.presence_logits[-1].float()).reshape(n)
+        return torch.sigmoid(logits.float()).reshape(n)
 
     def presence(self, features: ImageFeatures, text: TextFeatures, indices: Sequence[int], bucket_size: int) -> torch.Tensor:
         """Presence probabilities float32 [n] of ``text[indices]``, skipping the mask decoder.
