@@ -513,9 +513,9 @@ def cli_corrupt(args: Any) -> int:
         names = CORRUPTIONS.expand(args.corruptions) if args.corruptions else list(IMAGENET_C_NAMES)
         cls = DATASETS.get(args.dataset)
     except OvssError as exc:
-        raise CorruptionError(f"ovss-bench corrupt: {exc}") from exc
+        raise CorruptionError(str(exc)) from None
     if args.limit < 0 or args.workers < 0:
-        raise CorruptionError("ovss-bench corrupt: --limit and --workers must be >= 0")
+        raise CorruptionError("--limit and --workers must be >= 0")
     from ..datasets import dataset_root
 
     ds = cls(root=dataset_root(args.data_root, cls))
@@ -528,7 +528,7 @@ def cli_corrupt(args: Any) -> int:
               file=sys.stderr)  # fmt: skip
         return 143
     except OSError as exc:
-        raise CorruptionError(f"ovss-bench corrupt: {write_error(exc.filename or args.out, exc)}") from None
+        raise CorruptionError(write_error(exc.filename or args.out, exc)) from None
     print(
         f"corrupt {args.dataset}: done; {counts['written']} images written, {counts['skipped']} already cached, "
         f"under {Path(args.out) / args.dataset}",

@@ -169,7 +169,8 @@ def decide(rd: RunDir, cfg: RunConfig, extend: bool, force: bool) -> Decision:
         if force:
             return Decision("replace", new)
         shown = ", ".join(clash[:6]) + (f" and {len(clash) - 6} more" if len(clash) > 6 else "")
-        raise ConfigError(f"{rd.root} holds results of another config ({shown} differ from {rd.config_path.name}); "
+        verb = "differs" if len(clash) == 1 else "differ"
+        raise ConfigError(f"{rd.root} holds results of another config ({shown} {verb} from {rd.config_path.name}); "
                           f"use another --out DIR, or --force to replace its results")  # fmt: skip
     if added:
         if not (extend or force):
