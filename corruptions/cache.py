@@ -42,7 +42,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -401,6 +401,7 @@ def generate(
     progress_every: float = 5.0,
     flush_every: float = 30.0,
     stream: Any = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, int]:
     """Fill the cache at ``out`` for dataset object ``ds`` registered as ``dataset`` (resumable).
 
@@ -409,8 +410,12 @@ def generate(
     at the end, also when interrupted. ``workers`` > 0 corrupts in that many processes (the dataset object
     must be picklable).
 
+    ``should_stop`` is asked after every image; when it says True the work stops there (manifests
+    flushed) and ``stopped`` is 1 in the result.
+
     Returns:
-        ``images`` (dataset images visited), ``written`` (entries written), ``skipped`` (already cached).
+        ``images`` (dataset images visited), ``written`` (entries written), ``skipped`` (already cached),
+        ``stopped`` (1 when ``should_stop`` ended it early).
     """
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -424,7 +429,7 @@ def generate(
     n = len(ds) if not limit else min(limit, len(ds))
     versions = library_versions()
     fingerprint = _fingerprint(ds)
-    counts = {"images": 0, "written": 0, "skipped": 0}
+    counts = {"images": 0, "written": 0, "skipped": 0, "stopped": 0}
     with _exclusive(root / dataset):
         mans = {leaf: _open_leaf(root, dataset, *leaf, seed, fingerprint, versions) for leaf in leaves}
         done = {leaf: frozenset(m["files"]) for leaf, m in mans.items()}
@@ -452,6 +457,9 @@ def generate(
         print(f"corrupt {dataset}: {n} images x {len(leaves)} (corruption, severity) -> {root / dataset}", file=stream)
         try:
             for image_id, entries in results():
+                if counts["images"] and should_stop is not None and should_stop():
+                    counts["stopped"] = 1
+                    break
                 counts["images"] += 1
                 counts["skipped"] += len(leaves) - len(entries)
                 for corruption, severity, entry in entries:
@@ -484,15 +492,20 @@ def generate(
 
 
 class _Terminated(BaseException):
-    """SIGTERM during ``ovss-bench corrupt``: unwind (flushing the manifests), then exit 143."""
+    """A second SIGTERM during ``ovss-bench corrupt``: stop at once."""
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _deferred_sigterm(flag: dict[str, bool]) -> Iterator[None]:
+    """SIGTERM sets ``flag["stop"]`` (the loop stops after the image in progress and flushes its
+    manifests); a second one raises at once. An exception raised from the handler at an arbitrary
+    point (inside numba, say) would not always unwind cleanly."""
     import signal
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated()
+        if flag.get("stop"):
+            raise _Terminated()
+        flag["stop"] = True
 
     try:
         old = signal.signal(signal.SIGTERM, handler)
@@ -519,10 +532,13 @@ def cli_corrupt(args: Any) -> int:
     from ..datasets import dataset_root
 
     ds = cls(root=dataset_root(args.data_root, cls))
+    flag: dict[str, bool] = {}
     try:
-        with _sigterm_as_interrupt():
+        with _deferred_sigterm(flag):
             counts = generate(ds, args.dataset, names, args.severities, args.out, seed=args.seed, limit=args.limit,
-                              workers=args.workers)  # fmt: skip
+                              workers=args.workers, should_stop=lambda: bool(flag.get("stop")))  # fmt: skip
+        if counts["stopped"]:
+            raise _Terminated()
     except _Terminated:
         print("ovss-bench corrupt: terminated; finished images are kept, rerun the same command to resume",
               file=sys.stderr)  # fmt: skip

@@ -157,7 +157,7 @@ def test_limit_globs_and_worker_processes_give_the_same_files(tmp_path: Path) ->
     man_a = json.loads((leaf_dir(tmp_path / "a", DS, "zoom_blur", 2) / "manifest.json").read_text())
     assert set(man_a["files"]) == {"img_0", "city/img_1"}
     counts = generate(TinyDataset(n=2), DS, ["zoom_blur"], [2], tmp_path / "b", workers=1, stream=io.StringIO())
-    assert counts == {"images": 2, "written": 2, "skipped": 0}
+    assert counts == {"images": 2, "written": 2, "skipped": 0, "stopped": 0}
     man_b = json.loads((leaf_dir(tmp_path / "b", DS, "zoom_blur", 2) / "manifest.json").read_text())
     assert {k: v["sha256"] for k, v in man_a["files"].items()} == {k: v["sha256"] for k, v in man_b["files"].items()}
 
