@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +42,35 @@ def test_sigterm_then_sigkill_then_rerun_gives_identical_results(tmp_path):
     ref = tmp_path / "ref"
     assert main(["run", str(write_config(tmp_path / "r.toml", ref, n=8, methods=methods, run={"chunk_size": 3})), "--plugins", PLUGIN]) == 0
     assert_same_results(out, ref)
+
+
+def _processes_mentioning(text):
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd:
+                found.append(int(d))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_leaves_no_loader_workers_behind(tmp_path):
+    import time
+
+    # images large enough that the prefetched ones fill the workers' pipe: that is when a worker whose
+    # parent died used to hang for good at exit
+    cfg = write_config(tmp_path / "orphans.toml", tmp_path / "o", n=12, run={"workers": 2},
+                       options={"h": 240, "w": 320})  # fmt: skip
+    rc, err = run_until_signal(cfg, "SIGKILL@3")
+    assert rc == -signal.SIGKILL, err
+    deadline = time.monotonic() + 20
+    while _processes_mentioning(str(cfg)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_mentioning(str(cfg))  # the kernel took the workers down with the run
 
 
 def test_torchrun_two_processes_equal_one(tmp_path):

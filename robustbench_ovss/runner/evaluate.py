@@ -21,7 +21,9 @@ to it, in one atomically written file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
 import math
 import resource
 import time
@@ -41,7 +43,7 @@ from ..provenance import now_iso
 from ..state import ChunkState, ImageRow, Status, UnitMeta
 from ..store import RunDir
 from .claims import ChunkClaims
-from .loading import LoadedImage, WorkItems, identity, open_cache
+from .loading import LoadedImage, WorkItems, die_with_parent, identity, open_cache
 from .outputs import PredictionSaver
 from .signals import DeferredStop, Terminated
 
@@ -242,6 +244,7 @@ class Evaluator:
                       {d.name: d.fingerprint for d in self.plan.datasets}),
             sampler=_Lazy(lambda: self.work_items(chunks, complete_units)), batch_size=None, shuffle=False,
             num_workers=workers, collate_fn=identity, prefetch_factor=2 if workers else None,
+            worker_init_fn=functools.partial(die_with_parent, os.getpid()) if workers else None,
         )  # fmt: skip
         progress = Progress(images_todo, prefix=self.prefix, tty=self.tty)
         cur: Chunk | None = None

@@ -11,6 +11,8 @@ image was loaded in a worker or in-process (``workers = 0``).
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +123,27 @@ class WorkItems:
             return LoadedImage(item, "", None, None, time.perf_counter() - t0,
                                error=f"dataset {chunk.dataset!r}: loading image index {item[1]} failed: {text}")  # fmt: skip
         return LoadedImage(item, image_id, image, label, time.perf_counter() - t0)
+
+
+def die_with_parent(parent_pid: int, worker_id: int) -> None:
+    """DataLoader ``worker_init_fn`` (bound to the run's pid with functools.partial): have the kernel
+    kill this worker when the run's process ``parent_pid`` dies.
+
+    Without it, a run killed with ``kill -9`` leaves its loader workers behind for good: their
+    watchdog sees the parent gone, but their exit waits on a queue feeder thread that can never flush
+    into a pipe nobody reads. Linux only (prctl); elsewhere the watchdog is all there is.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 def identity(x: Any) -> Any:

@@ -18,12 +18,13 @@ PLUGIN = "harness_plugins.toy"
 def write_config(path: Path, out: Path, **over: Any) -> Path:
     """A toy config (toy dataset of ``n`` images, two corruptions x two severities, two methods).
 
-    Keyword overrides: ``n`` (toy images), ``datasets`` (names), ``run`` (dict merged into [run]), ``methods`` (list of tables),
+    Keyword overrides: ``n`` (toy images), ``options`` (more toy dataset options, e.g. h, w), ``datasets`` (names), ``run`` (dict merged into [run]), ``methods`` (list of tables),
     ``corruptions`` (list), ``severities``, ``seeds``, ``clean``, ``report_auto``.
     """
     cfg = {
         "run": {"out": str(out), "chunk_size": 3, "workers": 0, "warmup_calls": 0, **over.get("run", {})},
-        "datasets": {"names": over.get("datasets", ["toy"]), "options": {"toy": {"n": over.get("n", 7)}}},
+        "datasets": {"names": over.get("datasets", ["toy"]),
+                     "options": {"toy": {"n": over.get("n", 7), **over.get("options", {})}}},
         "corruptions": {
             "names": over.get("corruptions", ["toy_noise", "toy_roll"]),
             "severities": over.get("severities", [1, 3]),
