@@ -256,7 +256,14 @@ def main(argv=None) -> int:
     print(f"[data] {num_classes} classes, {len(val)} val scenes "
           f"in {time.time() - t0:.0f}s", flush=True)
 
-    tokenizer = make_tokenizer(names + texts, hyps)
+    if args.init_from and not args.init_partial:
+        # the checkpoint's own tokenizer: its ids index the embedding rows loaded below (the package's word
+        # list has grown since the shipped model's stages were trained, so a new one would not fit them)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.init_from)
+    else:
+        tokenizer = make_tokenizer(names + texts, hyps)
     unk = [t for t in texts + [h for hs in hyps for h in hs]
            if tokenizer.unk_token_id in tokenizer(t)["input_ids"]]
     if unk:
@@ -271,7 +278,7 @@ def main(argv=None) -> int:
     config.text_config.eos_token_id = tokenizer.eos_token_id
     model = build_model(config, seed=args.seed)
     if args.init_from:
-        from transformers import AutoTokenizer, Sam3Model
+        from transformers import Sam3Model
 
         src = Sam3Model.from_pretrained(args.init_from)
         if args.init_partial:
@@ -282,7 +289,6 @@ def main(argv=None) -> int:
             missing = f"{len(take)} of {len(own)} tensors taken"
         else:
             missing = model.load_state_dict(src.state_dict(), strict=True)
-            tokenizer = AutoTokenizer.from_pretrained(args.init_from)
         print(f"[init] weights from {args.init_from} ({missing})", flush=True)
         del src
     n_params = count_parameters(model)
