@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backends.base import TextFeatures
 from ..backends.numerics import NUMERICS_CONFIG_KEY
 from ..backends.preprocess import images_to_pixels, tokenize
 from ..backends.sam3 import GEOMETRY_CLS_CONFIG_KEY, Sam3Backend
@@ -191,7 +192,8 @@ def train_step(
     }
 
 
-def predict_scene(backend, scene: Scene, text, size: int, conf: float = 0.5, chunk: int = 64) -> dict:
+def predict_scene(backend: Sam3Backend, scene: Scene, text: TextFeatures, size: int, conf: float = 0.5,
+                  chunk: int = 64) -> dict[str, torch.Tensor]:
     """Every prompt of ``text`` on one scene, decoded by ``backend`` at input side ``size``.
 
     Returns presence [V], semantic probability [V, h, w] and instance probability [V, h, w]: per pixel
