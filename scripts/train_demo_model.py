@@ -2,8 +2,10 @@
 """Train the demo model: a tiny SAM 3 (transformers ``Sam3Model``) on the synthetic benchmark.
 
 Deterministic for a given seed, thread count and step count (CPU). Writes a Hugging Face checkpoint
-directory (config.json, model.safetensors, tokenizer files, training_meta.json) and the training
-curve (train_log.csv, eval_log.csv, curves.png). See docs/demo-model.md.
+directory (config.json, model.safetensors, tokenizer files, training_meta.json) and, in --log-dir, the
+training logs (train_log.csv, eval_log.csv) and curves (train_curve.csv, eval_curve.csv, curves.png, as
+``robustbench_ovss.training.curves.combine`` draws them). See docs/demo-model.md. Needs the installed
+package (scripts/install.sh).
 
     python scripts/train_demo_model.py --out robustbench_ovss/assets/demo-sam3 --steps 3000
 
@@ -20,83 +22,30 @@ import sys
 import time
 from pathlib import Path
 
+try:  # the installed package: pyproject maps methods/ and corruptions/ into it, a bare checkout does not
+    import robustbench_ovss.methods  # noqa: F401
+except ModuleNotFoundError as exc:
+    if exc.name not in ("robustbench_ovss", "robustbench_ovss.methods"):
+        raise
+    sys.exit("train_demo_model.py: the robustbench_ovss package is not installed; run scripts/install.sh first")
+
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import robustbench_ovss
+from robustbench_ovss.backends.tiny import build_tokenizer, tiny_word_list
+from robustbench_ovss.training.curves import combine
+from robustbench_ovss.training.loop import StepConfig, TextBank, evaluate, lr_at, train_step
+from robustbench_ovss.training.model import PresenceHook, build_model, count_parameters, demo_config, save_checkpoint
+from robustbench_ovss.vocab import canonicalize
+from robustbench_ovss.vocab.wordnet import hypernyms_for
 
-from robustbench_ovss.training.loop import StepConfig, TextBank, evaluate, lr_at, train_step  # noqa: E402
-from robustbench_ovss.training.model import (  # noqa: E402
-    PresenceHook,
-    build_model,
-    count_parameters,
-    save_checkpoint,
-    tiny_config,
-)
+DEMO_ASSET = Path(robustbench_ovss.__file__).resolve().parent / "assets" / "demo-sam3"
 
 
 def make_tokenizer(names: list[str], hypernyms: list[list[str]]):
-    extra = list(names) + [h for hs in hypernyms for h in hs]
-    try:
-        from robustbench_ovss.backends.tiny import build_tokenizer, tiny_word_list
-
-        return build_tokenizer(tiny_word_list(extra))
-    except ImportError:
-        from robustbench_ovss.training.model import build_tokenizer as own
-
-        return own(extra)
-
-
-def hypernyms_of(names: list[str]) -> list[list[str]]:
-    try:
-        from robustbench_ovss.vocab.wordnet import hypernyms_for
-
-        return hypernyms_for(names, 2)
-    except Exception as e:  # noqa: BLE001 - training must not depend on WordNet being present
-        print(f"[warn] no hypernyms ({e}); hypernym slots masked", flush=True)
-        return [[] for _ in names]
-
-
-def prompt_text(name: str) -> str:
-    try:
-        from robustbench_ovss.vocab import canonicalize
-
-        return canonicalize(name)
-    except Exception:  # noqa: BLE001
-        return name
-
-
-def plot_curves(train_csv: Path, eval_csv: Path, out_png: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import pandas as pd
-    except ImportError:
-        return
-    tr = pd.read_csv(train_csv)
-    ev = pd.read_csv(eval_csv) if eval_csv.exists() else None
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    w = max(1, len(tr) // 60)
-    for k in ("loss", "presence", "semantic", "instance"):
-        axes[0].plot(tr["step"], tr[k].rolling(w, min_periods=1).mean(), label=k)
-    axes[0].set_xlabel("step")
-    axes[0].set_title("training losses (rolling mean)")
-    axes[0].legend()
-    if ev is not None and len(ev):
-        for k in ("miou_fused", "miou_semantic", "miou_oracle_presence", "active_recall", "presence_recall",
-                  "presence_precision"):
-            if k in ev:
-                axes[1].plot(ev["step"], ev[k], marker="o", label=k)
-        axes[1].set_ylim(0, 1)
-        axes[1].set_xlabel("step")
-        axes[1].set_title("held-out synthetic val")
-        axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=90)
-    plt.close(fig)
+    """The backend's word-level tokenizer over its word list plus the class names and hypernyms."""
+    return build_tokenizer(tiny_word_list(list(names) + [h for hs in hypernyms for h in hs]))
 
 
 def fmt_row(row: dict) -> str:
@@ -160,8 +109,8 @@ def contrastive_stage(args, model, bank, num_classes: int, val, log_dir: Path, r
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(ROOT / "robustbench_ovss/assets/demo-sam3"))
-    ap.add_argument("--log-dir", default=None, help="where curves go (default: OUT/../demo-sam3-logs)")
+    ap.add_argument("--out", default=str(DEMO_ASSET))
+    ap.add_argument("--log-dir", default=None, help="where logs and curves go (default: OUT-logs beside OUT)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop early (and save) after this long")
     ap.add_argument("--stop-at", type=int, default=0,
@@ -251,27 +200,30 @@ def main(argv=None) -> int:
         from robustbench_ovss.training.data import confusable_labels, hard_negative_pool
 
         confusable = confusable_labels(args.vocab_size)
-    texts = [prompt_text(n) for n in names]
-    hyps = hypernyms_of(texts)
+    texts = [canonicalize(n) for n in names]
+    hyps = hypernyms_for(texts, 2)  # ActiveSAM's source; names it cannot answer are masked (one warning)
     print(f"[data] {num_classes} classes, {len(val)} val scenes "
           f"in {time.time() - t0:.0f}s", flush=True)
 
-    tokenizer = make_tokenizer(names + texts, hyps)
+    if args.init_from and not args.init_partial:
+        # the checkpoint's own tokenizer: its ids index the embedding rows loaded below (the package's word
+        # list has grown since the shipped model's stages were trained, so a new one would not fit them)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.init_from)
+    else:
+        tokenizer = make_tokenizer(names + texts, hyps)
     unk = [t for t in texts + [h for hs in hyps for h in hs]
            if tokenizer.unk_token_id in tokenizer(t)["input_ids"]]
     if unk:
         print(f"[warn] texts with unknown words: {unk[:10]}", flush=True)
-    config = tiny_config(
-        vocab_size=len(tokenizer), image_size=args.image_size, vit_hidden=args.vit_hidden,
-        vit_layers=args.vit_layers, hidden=args.hidden, text_hidden=args.hidden,
-        detr_layers=args.detr_layers, num_queries=args.queries,
+    config = demo_config(
+        tokenizer, image_size=args.image_size, vit_hidden=args.vit_hidden, vit_layers=args.vit_layers,
+        hidden=args.hidden, text_hidden=args.hidden, detr_layers=args.detr_layers, num_queries=args.queries,
     )
-    config.text_config.pad_token_id = tokenizer.pad_token_id
-    config.text_config.bos_token_id = tokenizer.bos_token_id
-    config.text_config.eos_token_id = tokenizer.eos_token_id
     model = build_model(config, seed=args.seed)
     if args.init_from:
-        from transformers import AutoTokenizer, Sam3Model
+        from transformers import Sam3Model
 
         src = Sam3Model.from_pretrained(args.init_from)
         if args.init_partial:
@@ -282,7 +234,6 @@ def main(argv=None) -> int:
             missing = f"{len(take)} of {len(own)} tensors taken"
         else:
             missing = model.load_state_dict(src.state_dict(), strict=True)
-            tokenizer = AutoTokenizer.from_pretrained(args.init_from)
         print(f"[init] weights from {args.init_from} ({missing})", flush=True)
         del src
     n_params = count_parameters(model)
@@ -389,7 +340,7 @@ def main(argv=None) -> int:
     save_checkpoint(model, tokenizer, out, meta)
     tf.close()
     ef.close()
-    plot_curves(train_csv, eval_csv, log_dir / "curves.png")
+    combine([(out.name, log_dir, step + 1)], log_dir)
     print(f"[done] {out} in {(time.time() - t0) / 60:.1f} min", flush=True)
     return 0
 

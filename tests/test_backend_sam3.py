@@ -273,6 +273,16 @@ def test_text_embeddings_1024_and_project(backend: Sam3Backend) -> None:
         torch.testing.assert_close(proj, backend.model.text_projection(emb))
 
 
+def test_masked_mean_averages_the_valid_positions_only() -> None:
+    from robustbench_ovss.backends.text_pooling import masked_mean
+
+    x = torch.arange(24, dtype=torch.float32).reshape(3, 4, 2)
+    mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], dtype=torch.bool)
+    expected = torch.stack([x[0, :2].mean(0), x[1, 3], torch.zeros(2)])
+    torch.testing.assert_close(masked_mean(x, mask), expected)
+    torch.testing.assert_close(masked_mean(x, mask.long()), expected)
+
+
 def test_bf16_is_autocast_and_keeps_fp32_weights(tiny_checkpoint: Path, image: np.ndarray, backend: Sam3Backend) -> None:
     b = Sam3Backend(str(tiny_checkpoint), dtype="bf16")
     assert b.dtype == "bf16"
@@ -305,6 +315,19 @@ def test_builtin_tiny_model_loads_through_the_same_path() -> None:
     assert b.identity.startswith("builtin:tiny-random@")
     assert b.native_size == 336
     assert len(b.encode_text(["wall"])) == 1
+
+
+def test_tiny_config_defaults_are_the_shipped_tiny_model(tmp_path: Path) -> None:
+    """``tiny_config``'s knobs (used by the demo model's training) leave its defaults as shipped."""
+    from robustbench_ovss.backends.tiny import tiny_config
+
+    shipped_dir = Path(__file__).resolve().parents[1] / "robustbench_ovss" / "assets" / "tiny-sam3-random"
+    shipped = json.loads((shipped_dir / "config.json").read_text())
+    tiny_config(image_size=336, vocab_size=shipped["text_config"]["vocab_size"], initializer_range=0.2).save_pretrained(tmp_path)
+    built = json.loads((tmp_path / "config.json").read_text())
+    not_of_the_config = {"architectures", "dtype", "transformers_version", "ovss_numerics"}  # written at save
+    assert {k: v for k, v in built.items() if k not in not_of_the_config} == \
+        {k: v for k, v in shipped.items() if k not in not_of_the_config}
 
 
 def test_a_checkpoint_trained_without_the_geometry_token_says_so(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -56,3 +56,21 @@ def test_builtin_demo_finds_the_concepts_of_held_out_scenes():
         hits += len(present & top)
         total += len(present)
     assert hits / total >= 0.8, (hits, total)
+
+
+def test_demo_config_is_the_shipped_architecture(tmp_path):
+    """The training builds the demo model with the backend's ``tiny_config`` (``training.model.demo_config``):
+    at the shipped sizes (168 px, widths 64) it writes the shipped config.json, field for field."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from robustbench_ovss.training.model import demo_config
+
+    config = demo_config(AutoTokenizer.from_pretrained(ASSET), image_size=168, vit_hidden=64, hidden=64, text_hidden=64)
+    config.save_pretrained(tmp_path)
+    built = json.loads((tmp_path / "config.json").read_text())
+    shipped = json.loads((ASSET / "config.json").read_text())
+    written_by_the_model = {"architectures", "dtype", "transformers_version"}  # save of the model, not the config
+    assert {k: v for k, v in built.items() if k not in written_by_the_model} == \
+        {k: v for k, v in shipped.items() if k not in written_by_the_model}

@@ -7,17 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from robustbench_ovss.backends.preprocess import images_to_pixels
+from robustbench_ovss.backends.tiny import build_tokenizer
 from robustbench_ovss.training.batching import sample_prompts
 from robustbench_ovss.training.loop import StepConfig, TextBank, train_step
-from robustbench_ovss.training.model import (
-    PresenceHook,
-    build_model,
-    build_tokenizer,
-    forward_prompts,
-    preprocess,
-    save_checkpoint,
-    tiny_config,
-)
+from robustbench_ovss.training.model import PresenceHook, build_model, demo_config, forward_prompts, save_checkpoint
 from robustbench_ovss.training.toy import toy_scenes
 
 SIZE = 112  # 8x8 patches = one 8x8 window
@@ -25,9 +19,9 @@ SIZE = 112  # 8x8 patches = one 8x8 window
 
 def _micro(seed=0):
     names = ["background", "red stripes", "blue dots", "green waves"]
-    tok = build_tokenizer(names + ["pattern", "thing"])
-    cfg = tiny_config(vocab_size=len(tok), image_size=SIZE, vit_hidden=32, vit_layers=1, hidden=32,
-                      text_hidden=32, detr_layers=1, num_queries=4)
+    tok = build_tokenizer(sorted({w for n in names for w in n.split()} | {"pattern", "thing"}))
+    cfg = demo_config(tok, image_size=SIZE, vit_hidden=32, vit_layers=1, hidden=32, text_hidden=32, detr_layers=1,
+                      num_queries=4)
     model = build_model(cfg, seed=seed)
     bank = TextBank.build(tok, names, [["pattern"], ["pattern", "thing"], [], ["thing"]])
     return names, tok, model, bank
@@ -41,7 +35,7 @@ def _fixed_loss(model, bank, scenes, hook):
     pb = sample_prompts(scenes, 4, 4, rng)
     with torch.no_grad():
         feats, mask = bank.encode(model, with_extra=False)
-        out = forward_prompts(model, preprocess([s.image for s in scenes], SIZE), feats[pb.class_id],
+        out = forward_prompts(model, images_to_pixels([s.image for s in scenes], SIZE), feats[pb.class_id],
                               mask[pb.class_id], pb.image_index)
         sem, valid, _ = make_targets(scenes, pb, tuple(out.semantic_seg.shape[-2:]))
         return float(presence_loss(out.presence_logits, pb.present)
@@ -81,7 +75,7 @@ def test_two_steps_change_loss_and_checkpoint_reloads_through_backend(tmp_path):
     # the same thing with the in-memory trained model
     with torch.no_grad():
         f, m = bank.encode(model, with_extra=False)
-        ref = forward_prompts(model, preprocess([image], SIZE), f, m, torch.zeros(len(names), dtype=torch.long))
+        ref = forward_prompts(model, images_to_pixels([image], SIZE), f, m, torch.zeros(len(names), dtype=torch.long))
     torch.testing.assert_close(dec.presence, ref.presence_logits[:, 0].sigmoid(), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(dec.semantic_logits, ref.semantic_seg[:, 0], atol=1e-3, rtol=1e-3)
     # presence-only path at the native size equals the full decode's presence
@@ -108,6 +102,24 @@ def test_script_runs_two_toy_steps(tmp_path):
     logs = tmp_path / "demo-logs"
     assert (logs / "train_log.csv").read_text().count("\n") == 3  # header + 2 steps
     assert (logs / "eval_log.csv").read_text().count("\n") == 2  # header + final eval
+
+
+def test_script_runs_from_any_directory_and_needs_the_installed_package(tmp_path):
+    """The script imports the installed package (never the checkout by path): ``--help`` works from
+    another directory, and without the package (``python -S``: no site-packages) it says, in one line,
+    to run scripts/install.sh."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
+    ok = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True,
+                        timeout=120)
+    assert ok.returncode == 0 and "--init-from" in ok.stdout, ok.stderr
+    bare = subprocess.run([sys.executable, "-S", str(script), "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert bare.returncode == 1 and bare.stdout == ""
+    assert bare.stderr.strip().count("\n") == 0 and "scripts/install.sh" in bare.stderr
 
 
 def test_appended_tokens_in_training_equal_activesams_at_inference(tmp_path):

@@ -37,6 +37,11 @@ def image_to_pixels(image: np.ndarray | torch.Tensor, size: int, device: torch.d
     return (x / 255.0 - IMAGE_MEAN) / IMAGE_STD
 
 
+def images_to_pixels(images: Sequence[np.ndarray | torch.Tensor], size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """B uint8 RGB [H_b, W_b, 3] images -> float32 [B, 3, size, size], each as :func:`image_to_pixels`."""
+    return torch.cat([image_to_pixels(im, size, device) for im in images])
+
+
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, both long [N, max_length], padded and truncated to ``max_length``."""
     enc = tokenizer(list(texts), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")

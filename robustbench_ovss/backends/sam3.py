@@ -43,6 +43,7 @@ from .numerics import NumericsReport, apply_numerics, checkpoint_numerics, resol
 from .preprocess import image_to_pixels, tokenize
 from .prompt_pass import ImagePrefix
 from .resolution import ResolutionSwitch
+from .text_pooling import input_token_embeddings, masked_mean
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -290,13 +291,11 @@ class Sam3Backend:
             ids, attn = tokenize(self.tokenizer, chunk, self.text_length, self.device)
             with torch.no_grad(), self._autocast():  # no_grad: cached tensors stay ordinary tensors
                 out = self.model.get_text_features(input_ids=ids, attention_mask=attn, return_dict=True)
-                tok = self.model.text_encoder.text_model.embeddings.token_embedding(ids)
+                tok = input_token_embeddings(self.model, ids)
             self.counters["text_encoder_calls"] += 1
             valid = attn.bool()
-            w = valid.float().unsqueeze(-1)
-            denom = w.sum(1).clamp_min(1.0)
-            pooled_input = (tok.float() * w).sum(1) / denom
-            pooled_hidden = (out.last_hidden_state.float() * w).sum(1) / denom
+            pooled_input = masked_mean(tok.float(), valid)
+            pooled_hidden = masked_mean(out.last_hidden_state.float(), valid)
             feats = out.pooler_output.float()
             for i, text in enumerate(chunk):
                 entries[text] = _TextEntry(feats[i].clone(), valid[i].clone(), pooled_input[i].clone(), pooled_hidden[i].clone())

@@ -89,13 +89,21 @@ def tiny_config(
     vocab_size: int,
     hidden_size: int = 32,
     text_hidden_size: int = 32,
+    vit_hidden_size: int | None = None,
     vit_layers: int = 2,
     text_layers: int = 2,
     detr_encoder_layers: int = 1,
     detr_decoder_layers: int = 2,
     num_queries: int = 8,
     num_heads: int = 2,
+    text_heads: int | None = None,
+    mlp_ratio: int = 2,
     window_size: int = 8,
+    global_attn_indexes: Sequence[int] | None = None,
+    fpn_scale_factors: Sequence[float] = (4.0, 2.0, 1.0, 0.5),
+    backbone_feature_sizes: Sequence[Sequence[int]] | None = None,
+    mask_upsampling_stages: int = 3,
+    text_hidden_act: str = "gelu",
     pretrain_image_size: int = 112,
     patch_size: int = 14,
     initializer_range: float = 0.06,
@@ -105,11 +113,24 @@ def tiny_config(
 ) -> Any:
     """A small ``Sam3Config`` with the real architecture's structure.
 
-    The last ViT layer uses global attention (the RoPE buffers that must follow the resolution), the
-    others windowed attention. ``image_size`` should be a multiple of ``patch_size * window_size``
-    (336 = 14 * 8 * 3) so that the 2/3 preview (224) also needs no window padding. Text heads follow the
-    CLIP convention of 64-wide heads (at least one), so a converted Meta checkpoint infers the same.
-    Dropout is 0 everywhere.
+    By default the last ViT layer uses global attention (the RoPE buffers that must follow the
+    resolution), the others windowed attention. ``image_size`` should be a multiple of
+    ``patch_size * window_size`` (336 = 14 * 8 * 3) so that the 2/3 preview (224) also needs no window
+    padding. Text heads follow the CLIP convention of 64-wide heads (at least one), so a converted Meta
+    checkpoint infers the same. Dropout is 0 everywhere.
+
+    Args (beyond the widths, depths and token ids):
+        vit_hidden_size: ViT width (None = ``hidden_size``, the FPN / DETR / mask-decoder width).
+        text_heads: text-encoder heads (None = ``text_hidden_size // 64``, at least 1).
+        mlp_ratio: MLP width / model width of the ViT, text encoder and DETR layers (the geometry
+            encoder's is 2x).
+        global_attn_indexes: ViT layers with global attention (None = the last; () = all windowed).
+        fpn_scale_factors: FPN levels relative to the patch grid; the model drops the last level, so
+            (4, 2, 1, 0.5), the real layout, gives masks at 4x the grid and (2, 1, 0.5) at 2x.
+        backbone_feature_sizes: recorded in the config (None = the kept levels' sizes, as the real
+            checkpoint records them); ``Sam3Model`` does not read it, the SAM 3 tracker does.
+        mask_upsampling_stages: upsampling stages of the mask decoder (3 real).
+        text_hidden_act: the CLIP text MLP's activation (CLIP's own default is "quick_gelu").
     """
     from transformers import CLIPTextConfig, Sam3Config
     from transformers.models.sam3.configuration_sam3 import Sam3VisionConfig, Sam3ViTConfig
@@ -118,32 +139,36 @@ def tiny_config(
         raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
     grid = image_size // patch_size
     init = initializer_range
+    vit_hidden = hidden_size if vit_hidden_size is None else vit_hidden_size
     vit = Sam3ViTConfig(
-        hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=vit_layers,
+        hidden_size=vit_hidden, intermediate_size=mlp_ratio * vit_hidden, num_hidden_layers=vit_layers,
         num_attention_heads=num_heads, image_size=image_size, patch_size=patch_size, window_size=window_size,
-        global_attn_indexes=[vit_layers - 1], pretrain_image_size=pretrain_image_size,
-        attention_dropout=0.0, hidden_dropout=0.0, initializer_range=init,
+        global_attn_indexes=[vit_layers - 1] if global_attn_indexes is None else list(global_attn_indexes),
+        pretrain_image_size=pretrain_image_size, attention_dropout=0.0, hidden_dropout=0.0, initializer_range=init,
     )
     vision = Sam3VisionConfig(
         backbone_config=vit, fpn_hidden_size=hidden_size,
-        backbone_feature_sizes=[[4 * grid] * 2, [2 * grid] * 2, [grid] * 2], initializer_range=init,
+        backbone_feature_sizes=([[int(grid * f)] * 2 for f in fpn_scale_factors[:-1]] if backbone_feature_sizes is None
+                                else [list(hw) for hw in backbone_feature_sizes]),
+        scale_factors=[float(f) for f in fpn_scale_factors], initializer_range=init,
     )
     text = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=text_hidden_size, intermediate_size=2 * text_hidden_size,
+        vocab_size=vocab_size, hidden_size=text_hidden_size, intermediate_size=mlp_ratio * text_hidden_size,
         projection_dim=text_hidden_size, num_hidden_layers=text_layers,
-        num_attention_heads=max(1, text_hidden_size // 64), max_position_embeddings=MAX_TEXT_LENGTH,
-        hidden_act="gelu", attention_dropout=0.0, dropout=0.0, initializer_range=init,
-        pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+        num_attention_heads=max(1, text_hidden_size // 64) if text_heads is None else text_heads,
+        max_position_embeddings=MAX_TEXT_LENGTH, hidden_act=text_hidden_act, attention_dropout=0.0, dropout=0.0,
+        initializer_range=init, pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
     )
     common = dict(hidden_size=hidden_size, num_attention_heads=num_heads, initializer_range=init)
+    mlp = mlp_ratio * hidden_size
     return Sam3Config(
         vision_config=vision,
         text_config=text,
         geometry_encoder_config=dict(num_layers=1, intermediate_size=2 * hidden_size, dropout=0.0, **common),
-        detr_encoder_config=dict(num_layers=detr_encoder_layers, intermediate_size=2 * hidden_size, dropout=0.0, **common),
+        detr_encoder_config=dict(num_layers=detr_encoder_layers, intermediate_size=mlp, dropout=0.0, **common),
         detr_decoder_config=dict(num_layers=detr_decoder_layers, num_queries=num_queries,
-                                 intermediate_size=2 * hidden_size, dropout=0.0, **common),
-        mask_decoder_config=dict(dropout=0.0, **common),
+                                 intermediate_size=mlp, dropout=0.0, **common),
+        mask_decoder_config=dict(dropout=0.0, num_upsampling_stages=mask_upsampling_stages, **common),
         initializer_range=init,
     )
 

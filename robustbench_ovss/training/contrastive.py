@@ -20,8 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backends.preprocess import images_to_pixels
+from ..backends.text_pooling import masked_mean
 from .batching import Scene
-from .model import mean_pool, preprocess, text_hidden
+from .loop import apply_gradients
 
 
 def token_targets(scenes: Sequence[Scene], grid: tuple[int, int], num_classes: int, min_cover: float = 0.5) -> torch.Tensor:
@@ -62,10 +64,10 @@ def dense_contrastive_loss(
 def grid_tokens_and_texts(model, bank, scenes: Sequence[Scene], size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(vision tokens at the DETR grid [B, C, g, g], mean-pooled projected text features [V, C]) of
     ``scenes`` at input side ``size`` and of every text of ``bank``."""
-    vis = model.get_vision_features(pixel_values=preprocess([s.image for s in scenes], size))
+    vis = model.get_vision_features(pixel_values=images_to_pixels([s.image for s in scenes], size))
     grid = size // model.config.vision_config.backbone_config.patch_size
     level = next(f for f in vis.fpn_hidden_states if f.shape[-1] == grid)  # what the DETR encoder reads
-    text = mean_pool(model.text_projection(text_hidden(model, bank.ids, bank.mask)), bank.mask)
+    text = masked_mean(bank.features(model), bank.mask)
     return level, text
 
 
@@ -78,10 +80,7 @@ def contrastive_step(
     level, text = grid_tokens_and_texts(model, bank, scenes, size)
     targets = token_targets(scenes, tuple(level.shape[-2:]), num_classes)
     loss = dense_contrastive_loss(level, text, targets, log_scale)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    gn = apply_gradients(model, optimizer, loss)
     with torch.no_grad():
         keep = targets >= 0
         t = F.normalize(level.detach().permute(0, 2, 3, 1)[keep], dim=-1)

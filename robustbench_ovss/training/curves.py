@@ -60,7 +60,7 @@ def combine(stages: Sequence[tuple[str, str | Path, int]], out_dir: str | Path, 
                 axes[1].plot(ev["global_step"], ev[k], marker="o", ms=3, label=k)
         axes[1].set_ylim(0, 1)
         axes[1].set_xlabel("step")
-        axes[1].set_title("held-out synthetic val (8 scenes, 121 prompts)")
+        axes[1].set_title("held-out synthetic val (in-training evaluation)")
         axes[1].legend(fontsize=7)
     fig.tight_layout()
     png = out / "curves.png"

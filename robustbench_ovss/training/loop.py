@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backends.base import TextFeatures
+from ..backends.numerics import NUMERICS_CONFIG_KEY
+from ..backends.preprocess import images_to_pixels, tokenize
+from ..backends.sam3 import GEOMETRY_CLS_CONFIG_KEY, Sam3Backend
+from ..backends.text_pooling import input_token_embeddings, masked_mean
+from ..backends.tiny import MAX_TEXT_LENGTH
+from ..methods.activesam import select_active
+from ..metrics import confusion_matrix, summarize
 from .batching import PromptBatch, Scene, make_targets, sample_prompts
 from .losses import instance_loss, presence_loss, prompt_softmax_loss, semantic_loss
-from .model import PresenceHook, forward_prompts, mean_pool, preprocess, text_hidden, token_embeddings, tokenize
+from .model import TRAINED_WITH, PresenceHook, forward_prompts
+
+
+def _tokenize(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids long [N, 32] and attention mask bool [N, 32], as the backend tokenises prompts."""
+    ids, mask = tokenize(tokenizer, texts, MAX_TEXT_LENGTH, "cpu")
+    return ids, mask.bool()
 
 
 @dataclass
@@ -20,17 +35,22 @@ class TextBank:
     """Token ids of the training vocabulary (one prompt text per label id) and of its hypernyms."""
 
     texts: list[str]
-    ids: torch.Tensor
-    mask: torch.Tensor
+    ids: torch.Tensor  # long [V, 32]
+    mask: torch.Tensor  # bool [V, 32]
     hypernyms: list[list[str]]
+    tokenizer: Any = field(default=None, repr=False)
 
     @classmethod
     def build(cls, tokenizer, texts: Sequence[str], hypernyms: Sequence[Sequence[str]] | None = None) -> TextBank:
-        ids, mask = tokenize(tokenizer, texts)
+        ids, mask = _tokenize(tokenizer, texts)
         hyps = [list(h) for h in hypernyms] if hypernyms is not None else [[] for _ in texts]
-        bank = cls(list(texts), ids, mask, hyps)
-        bank.tokenizer = tokenizer
-        return bank
+        return cls(list(texts), ids, mask, hyps, tokenizer)
+
+    def features(self, model) -> torch.Tensor:
+        """Projected per-token features [V, L, D] of every vocabulary text (``get_text_features``, as
+        the sam3 backend encodes prompts)."""
+        out = model.get_text_features(input_ids=self.ids, attention_mask=self.mask.long(), return_dict=True)
+        return out.pooler_output
 
     def encode(self, model, with_extra: bool, extra_drop: float = 0.0, rng: np.random.Generator | None = None):
         """Projected per-token features [V, L(+4), D] and mask of every vocabulary text.
@@ -39,22 +59,21 @@ class TextBank:
         the project's own expansion code from the current weights; ``extra_drop`` masks each slot
         with that probability (robustness to missing tokens).
         """
-        hidden = text_hidden(model, self.ids, self.mask)
-        feats = model.text_projection(hidden)
+        feats = self.features(model)
         if not with_extra:
             return feats, self.mask
         from ..vocab.expansion import ExpansionTokens
 
-        # pooled like the sam3 backend's text_embeddings_1024 (input token embeddings), so the tokens
-        # seen in training are the ones ActiveSAM appends at inference
-        pooled = mean_pool(token_embeddings(model, self.ids), self.mask)
+        # pooled as the sam3 backend's text_embeddings_1024 pools (input token embeddings), so the
+        # tokens seen in training are the ones ActiveSAM appends at inference
+        pooled = masked_mean(input_token_embeddings(model, self.ids), self.mask)
         cache: dict[str, torch.Tensor] = {}
 
         def embed(texts: list[str]) -> torch.Tensor:
             missing = [t for t in texts if t not in cache and t not in self.texts]
             if missing:
-                ids, m = tokenize(self.tokenizer, missing)
-                pm = mean_pool(token_embeddings(model, ids), m)
+                ids, m = _tokenize(self.tokenizer, missing)
+                pm = masked_mean(input_token_embeddings(model, ids), m)
                 for t, v in zip(missing, pm):
                     cache[t] = v
             return torch.stack([pooled[self.texts.index(t)] if t in self.texts else cache[t] for t in texts])
@@ -95,6 +114,18 @@ def lr_at(step: int, total: int, base: float, warmup: int, hold_frac: float = 0.
     return base * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+def apply_gradients(model, optimizer, loss: torch.Tensor, max_norm: float = 1.0) -> float:
+    """Back-propagate ``loss``, clip the gradients' global norm to ``max_norm`` and step ``optimizer``.
+
+    Returns the norm before clipping.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    return float(norm)
+
+
 def train_step(
     model,
     optimizer,
@@ -120,7 +151,7 @@ def train_step(
         rng, classes=classes, negative_pool=negative_pool,
     )
 
-    pixels = preprocess([s.image for s in batch_scenes], size)
+    pixels = images_to_pixels([s.image for s in batch_scenes], size)
     feats, mask = bank.encode(model, with_extra, cfg.extra_drop, rng)
     out = forward_prompts(model, pixels, feats[pb.class_id], mask[pb.class_id], pb.image_index)
     hw = tuple(out.semantic_seg.shape[-2:])
@@ -141,10 +172,7 @@ def train_step(
         loss = loss + cfg.instance_weight * l_inst
     else:
         l_inst = torch.zeros(())
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    gn = apply_gradients(model, optimizer, loss)
     with torch.no_grad():
         p = out.presence_logits[:, 0] > 0
         acc = (p == pb.present).float().mean().item()
@@ -164,51 +192,17 @@ def train_step(
     }
 
 
-@torch.no_grad()
-def predict_scene(
-    model, scene: Scene, feats: torch.Tensor, mask: torch.Tensor, size: int, conf: float = 0.5, chunk: int = 64
-) -> dict:
-    """Every vocabulary prompt on one scene: presence [V], semantic prob [V, h, w], instance prob [V, h, w]."""
-    model.eval()
-    pixels = preprocess([scene.image], size)
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+def predict_scene(backend: Sam3Backend, scene: Scene, text: TextFeatures, size: int, conf: float = 0.5,
+                  chunk: int = 64) -> dict[str, torch.Tensor]:
+    """Every prompt of ``text`` on one scene, decoded by ``backend`` at input side ``size``.
 
-    vis = model.get_vision_features(pixel_values=pixels)
-    pres, sem, inst = [], [], []
-    v = feats.shape[0]
-    for a in range(0, v, chunk):
-        n = min(chunk, v - a)
-        ve = Sam3VisionEncoderOutput(
-            fpn_hidden_states=tuple(f.expand(n, -1, -1, -1) for f in vis.fpn_hidden_states),
-            fpn_position_encoding=tuple(p.expand(n, -1, -1, -1) for p in vis.fpn_position_encoding),
-        )
-        out = model(
-            vision_embeds=ve,
-            text_embeds=BaseModelOutputWithPooling(pooler_output=feats[a : a + n]),
-            attention_mask=mask[a : a + n],
-        )
-        pr = out.presence_logits[:, 0].sigmoid()
-        sc = out.pred_logits.sigmoid() * pr[:, None]
-        keep = (sc > conf).float()
-        ins = (out.pred_masks.sigmoid() * (sc * keep)[..., None, None]).amax(1)
-        pres.append(pr)
-        sem.append(out.semantic_seg[:, 0].sigmoid())
-        inst.append(ins)
-    return {"presence": torch.cat(pres), "semantic": torch.cat(sem), "instance": torch.cat(inst)}
-
-
-def active_set(presence: torch.Tensor, quantile: float = 0.8, max_active: int = 40, min_active: int = 1) -> torch.Tensor:
-    """ActiveSAM's active set rule (DESIGN §4), for the in-training metric only."""
-    n = presence.numel()
-    if n <= max_active:
-        return torch.arange(n)
-    tau = torch.quantile(presence.float(), quantile)
-    keep = torch.nonzero(presence >= tau).flatten()
-    keep = keep[torch.argsort(presence[keep], descending=True)][:max_active]
-    if keep.numel() < min_active:
-        keep = torch.argsort(presence, descending=True)[:min_active]
-    return torch.sort(keep).values
+    Returns presence [V], semantic probability [V, h, w] and instance probability [V, h, w]: per pixel
+    the largest mask probability x score over the queries scoring above ``conf``.
+    """
+    dec = backend.decode(backend.encode_image(scene.image, size), text, range(len(text)), bucket_size=chunk)
+    kept = dec.scores * (dec.scores > conf).float()
+    instance = (dec.mask_logits.sigmoid() * kept[..., None, None]).amax(1)
+    return {"presence": dec.presence, "semantic": dec.semantic_logits.sigmoid(), "instance": instance}
 
 
 @torch.no_grad()
@@ -224,14 +218,15 @@ def evaluate(
 ) -> dict:
     """Quick metrics on held-out scenes with every vocabulary prompt.
 
-    - presence recall / precision at 0.5 and active-set recall (ActiveSAM's rule on the presence
-      at ``preview_size``, no appended tokens);
+    - presence recall / precision at 0.5 and active-set recall (ActiveSAM's rule,
+      ``methods.activesam.select_active``, on the presence at ``preview_size``, no appended tokens);
     - mIoU of three fusions, argmax over the vocabulary: semantic x presence, SegEarth-style
       max(instance, semantic) x presence, and with the ground-truth presence (mask quality alone).
     """
-    from ..metrics import confusion_matrix, summarize
-
-    feats, mask = bank.encode(model, with_extra=False)
+    # the sam3 backend around the model being trained, computing as the model was trained
+    backend = Sam3Backend.from_model(model, bank.tokenizer, geometry_cls=TRAINED_WITH[GEOMETRY_CLS_CONFIG_KEY],
+                                     numerics=TRAINED_WITH[NUMERICS_CONFIG_KEY])
+    text = backend.encode_text(bank.texts)
     conf_sem = np.zeros((num_classes, num_classes), np.int64)
     conf_fuse = np.zeros_like(conf_sem)
     conf_oracle = np.zeros_like(conf_sem)
@@ -239,7 +234,7 @@ def evaluate(
     act_hit = act_tot = 0
     act_size = []
     for s in scenes:
-        r = predict_scene(model, s, feats, mask, size, conf)
+        r = predict_scene(backend, s, text, size, conf)
         present = torch.zeros(num_classes, dtype=torch.bool)
         present[[c for c in s.present() if c < num_classes]] = True
         p = r["presence"] > 0.5
@@ -247,8 +242,8 @@ def evaluate(
         fp += int((p & ~present).sum())
         fn += int((~p & present).sum())
         if preview_size:
-            rp = predict_scene(model, s, feats, mask, preview_size, conf)["presence"]
-            act = active_set(rp)
+            preview = backend.encode_image(s.image, preview_size, presence_only=True)
+            act = select_active(backend.presence(preview, text, range(len(text)), bucket_size=64))
             act_size.append(int(act.numel()))
             act_hit += int(present[act].sum())
             act_tot += int(present.sum())

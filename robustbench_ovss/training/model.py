@@ -1,73 +1,44 @@
-"""The demo model: a tiny ``Sam3Config``, its word-level tokenizer, and a training forward pass.
+"""The demo model: its ``Sam3Config`` and a training forward pass.
 
-Everything here goes through the real ``transformers`` ``Sam3Model`` code path; the only
-project-specific parts are the (small) configuration, the tokenizer and the pre-processing, which
-follows DESIGN §5 (squash-resize, /255, (x - 0.5) / 0.5).
+The architecture, tokenizer and pre-processing are the backend's (:func:`..backends.tiny.tiny_config`,
+:func:`..backends.tiny.build_tokenizer`, :mod:`..backends.preprocess`); training imports them so that
+it cannot drift from inference. What is the demo's own is the choice of settings (see
+docs/demo-model.md), passed to ``tiny_config`` by :func:`demo_config`:
 
-Choices (see docs/demo-model.md):
-- native input 252 (18x18 patches of 14; the synthetic scenes are 256 px), preview 168 (12x12);
-- every ViT layer uses (grid/3)-patch windows (6x6 at 252) and none is global, so no position buffer
-  depends on the input size: the same weights run at the native size and at the 2/3 presence
-  preview with no recomputation, and both grids split into windows without padding;
+- native input ``image_size`` (168 shipped, 12x12 patches of 14; the synthetic scenes are 256 px),
+  the presence preview at 2/3 of it (112);
+- every ViT layer uses (grid/3)-patch windows (4x4 at 168) and none is global, so no position buffer
+  depends on the input size: the same weights run at the native size and at the preview with no
+  recomputation, and both grids split into windows without padding;
 - three FPN levels (2x, 1x, 0.5x) instead of four: the model drops the last level, so the mask
-  decoder works at 2x the patch grid (36x36 masks at 252) and the DETR encoder at 1x. This quarters
-  the per-prompt cost of the pixel decoder, which dominates a tiny model's decode.
+  decoder works at 2x the patch grid (24x24 masks at 168) and the DETR encoder at 1x. This quarters
+  the per-prompt cost of the pixel decoder, which dominates a tiny model's decode;
+- 4 heads everywhere, MLPs 4x wide, one mask upsampling stage, CLIP's quick_gelu in the text encoder.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
-TEXT_MAX_LENGTH = 32
+from ..backends.numerics import NUMERICS_CONFIG_KEY
+from ..backends.sam3 import GEOMETRY_CLS_CONFIG_KEY
+from ..backends.tiny import tiny_config
 
-
-def words_of(names: Iterable[str]) -> list[str]:
-    """Lower-cased word tokens of ``names`` (split on anything that is not a letter or digit)."""
-    out: list[str] = []
-    for name in names:
-        out.extend(w for w in re.split(r"[^0-9a-z]+", str(name).lower()) if w)
-    return out
-
-
-def build_tokenizer(words: Iterable[str]):
-    """A word-level ``PreTrainedTokenizerFast`` over ``words`` (+ specials), padding to 32 tokens.
-
-    Text is lower-cased and split on whitespace and punctuation; unknown words map to ``<unk>``;
-    ``<bos>`` and ``<eos>`` wrap every text (the CLIP text model reads ``eos_token_id``).
-    """
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    vocab: dict[str, int] = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
-    for w in sorted(set(words_of(words))):
-        vocab.setdefault(w, len(vocab))
-    tok = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        unk_token="<unk>",
-        bos_token="<bos>",
-        eos_token="<eos>",
-        model_max_length=TEXT_MAX_LENGTH,
-    )
+PATCH = 14
+# How the demo model computes, recorded in its config (hence config.json) for the sam3 backend to read:
+# - trained through Sam3Model.forward with text only, i.e. without the image-conditioned geometry CLS
+#   token that Meta's model (and, by default, the backend) appends to every prompt;
+# - trained with transformers' numerics (ViT LayerNorm eps from the config, presence clamped to +-10),
+#   which the backend then keeps (robustbench_ovss.backends.numerics).
+TRAINED_WITH = {GEOMETRY_CLS_CONFIG_KEY: False, NUMERICS_CONFIG_KEY: "transformers"}
 
 
-def tiny_config(
-    vocab_size: int,
+def demo_config(
+    tokenizer: Any,
     image_size: int = 252,
     vit_hidden: int = 96,
     vit_layers: int = 4,
@@ -77,77 +48,29 @@ def tiny_config(
     detr_layers: int = 2,
     num_queries: int = 20,
     initializer_range: float = 0.06,
-):
-    """The demo model's ``Sam3Config`` (about 1 M parameters at the defaults)."""
-    from transformers import Sam3Config
+) -> Any:
+    """The demo model's ``Sam3Config`` for ``tokenizer``'s vocabulary and special-token ids, with
+    :data:`TRAINED_WITH` set.
 
-    patch = 14
-    grid = image_size // patch
-    heads = 4
-    common = dict(dropout=0.0, hidden_dropout=0.0, initializer_range=initializer_range)
-    return Sam3Config(
-        vision_config=dict(
-            backbone_config=dict(
-                model_type="sam3_vit_model",
-                hidden_size=vit_hidden,
-                intermediate_size=vit_hidden * 4,
-                num_hidden_layers=vit_layers,
-                num_attention_heads=heads,
-                image_size=image_size,
-                patch_size=patch,
-                window_size=max(1, grid // 3),
-                global_attn_indexes=[],
-                pretrain_image_size=image_size,
-                initializer_range=initializer_range,
-            ),
-            fpn_hidden_size=hidden,
-            backbone_feature_sizes=[[grid * 2, grid * 2], [grid, grid], [grid // 2, grid // 2]],
-            scale_factors=[2.0, 1.0, 0.5],
-            initializer_range=initializer_range,
-        ),
-        text_config=dict(
-            model_type="clip_text_model",
-            vocab_size=vocab_size,
-            hidden_size=text_hidden,
-            intermediate_size=text_hidden * 4,
-            projection_dim=text_hidden,
-            num_hidden_layers=text_layers,
-            num_attention_heads=heads,
-            max_position_embeddings=TEXT_MAX_LENGTH,
-            pad_token_id=0,
-            bos_token_id=2,
-            eos_token_id=3,
-            initializer_range=initializer_range,
-            attention_dropout=0.0,
-            dropout=0.0,
-        ),
-        geometry_encoder_config=dict(
-            hidden_size=hidden, num_layers=1, num_attention_heads=heads, intermediate_size=hidden * 2, **common
-        ),
-        detr_encoder_config=dict(
-            hidden_size=hidden,
-            num_layers=detr_layers,
-            num_attention_heads=heads,
-            intermediate_size=hidden * 4,
-            **common,
-        ),
-        detr_decoder_config=dict(
-            hidden_size=hidden,
-            num_layers=detr_layers,
-            num_queries=num_queries,
-            num_attention_heads=heads,
-            intermediate_size=hidden * 4,
-            **common,
-        ),
-        mask_decoder_config=dict(
-            hidden_size=hidden,
-            num_upsampling_stages=1,
-            num_attention_heads=heads,
-            dropout=0.0,
-            initializer_range=initializer_range,
-        ),
-        initializer_range=initializer_range,
+    ``image_size`` is the native input side in pixels (a multiple of 14); the widths and depths are
+    the script's ``--vit-hidden``, ``--hidden``, ... (1.38 M parameters as shipped: 168, 64, 64).
+    """
+    grid = image_size // PATCH
+    config = tiny_config(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, image_size=image_size, patch_size=PATCH,
+        pretrain_image_size=image_size, vit_hidden_size=vit_hidden, vit_layers=vit_layers,
+        window_size=max(1, grid // 3), global_attn_indexes=(), hidden_size=hidden,
+        fpn_scale_factors=(2.0, 1.0, 0.5),
+        # what the shipped config.json records (Sam3Model does not read it)
+        backbone_feature_sizes=[[grid * 2] * 2, [grid] * 2, [grid // 2] * 2],
+        text_hidden_size=text_hidden, text_layers=text_layers, text_heads=4, text_hidden_act="quick_gelu",
+        num_heads=4, mlp_ratio=4, detr_encoder_layers=detr_layers, detr_decoder_layers=detr_layers,
+        num_queries=num_queries, mask_upsampling_stages=1, initializer_range=initializer_range,
     )
+    for key, value in TRAINED_WITH.items():
+        setattr(config, key, value)
+    return config
 
 
 def build_model(config, seed: int = 0):
@@ -157,45 +80,6 @@ def build_model(config, seed: int = 0):
     model = Sam3Model(config)
     model.train()
     return model
-
-
-def preprocess(images: Sequence[np.ndarray] | np.ndarray, size: int) -> torch.Tensor:
-    """uint8 [H, W, 3] images -> float [B, 3, size, size]: squash-resize, /255, (x - 0.5) / 0.5."""
-    out = []
-    for im in images:
-        t = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float()
-        if t.shape[-2:] != (size, size):  # as the backend: resize uint8 values, round, clamp
-            t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-            t = t.round_().clamp_(0.0, 255.0)
-        out.append(t / 255.0)
-    return (torch.cat(out) - 0.5) / 0.5
-
-
-def tokenize(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    enc = tokenizer(
-        list(texts), padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True, return_tensors="pt"
-    )
-    return enc["input_ids"], enc["attention_mask"].bool()
-
-
-def text_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Text-encoder last hidden states [N, L, H_text] (before SAM 3's projection)."""
-    out = model.text_encoder(input_ids=input_ids, attention_mask=attention_mask.long(), return_dict=True)
-    return out.last_hidden_state
-
-
-def token_embeddings(model, input_ids: torch.Tensor) -> torch.Tensor:
-    """The text encoder's input token embeddings [N, L, H_text] (before its transformer).
-
-    ActiveSAM pools these, not the final hidden states, into the vectors its appended tokens are made
-    of (the ``sam3`` backend's ``text_embeddings_1024`` default); training must build them the same way.
-    """
-    return model.text_encoder.text_model.embeddings.token_embedding(input_ids)
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 class PresenceHook:
@@ -246,22 +130,12 @@ def count_parameters(model) -> int:
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict | None = None) -> Path:
-    """HF layout: config.json (with ``ovss_geometry_cls: false``, ``ovss_numerics: "transformers"``) +
-    model.safetensors + tokenizer files
-    (+ training_meta.json)."""
+    """HF layout: config.json (with :data:`TRAINED_WITH`), model.safetensors, tokenizer files and, given
+    ``meta``, training_meta.json. Returns ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    # trained through Sam3Model.forward with text only, i.e. without the image-conditioned geometry CLS
-    # token that Meta's model (and, by default, the sam3 backend) appends to every prompt: say so
-    cfg_path = out / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["ovss_geometry_cls"] = False
-    # trained with transformers' numerics (ViT LayerNorm eps from the config, presence clamped to +-10):
-    # the backend keeps them for this model (robustbench_ovss.backends.numerics)
-    cfg["ovss_numerics"] = "transformers"
-    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     if meta is not None:
         (out / "training_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
