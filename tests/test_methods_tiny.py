@@ -282,8 +282,8 @@ def test_segearth_reencode_text_runs_the_text_encoder_per_image_and_changes_no_s
 
 @pytest.mark.parametrize("mabc", [True, False])
 @pytest.mark.parametrize("bg", [(0, 0.4), (None, 0.0)])
-def test_activesam_labels_from_decoded_classes_equal_the_dense_oracle(backend, images, mabc, bg) -> None:
-    """The decoded-classes-only label path against today's dense [C, H, W] path (the oracle)."""
+def test_activesam_running_labels_equal_the_dense_oracle(backend, images, mabc, bg) -> None:
+    """predict's running best / second best against the dense [C, H, W] path (the oracle)."""
     bg_idx, thd = bg
     m = make("activesam", backend, BIG_VOCAB, ctx_kw={"bg_idx": bg_idx, "prob_thd": thd}, mabc=mabc,
              confidence_threshold=0.05, hypernym_source="table")
