@@ -13,13 +13,14 @@ Per image (``predict``):
 
 3. *Preview* (switch ``preview``): presence of every bare prompt (canonicalised, nothing appended) on
    the image encoded at ``preview_resolution`` (None = round(2/3 x the backend's native size): 672 on
-   the real 1008 model), in buckets of ``bucket_size``; skipped when the vocabulary has
-   ``<= max_active`` prompts.
+   the real 1008 model), in buckets of ``bucket_size`` ("auto": 32 on CUDA, 8 on a CPU); skipped when
+   the vocabulary has ``<= max_active`` prompts.
 4. *Active set* :func:`select_active`: prompts scoring ``>=`` the ``quantile`` (0.8) of the presence
    scores, at most ``max_active`` (40), at least ``min_active`` (1).
 5. *Full-resolution decoding* of the active prompts only, in contiguous buckets of ``bucket_size``
-   (32), one decoder call per bucket, fused as SegEarth-OV3 (:mod:`.fusion`) with
-   ``confidence_threshold`` 0.3; prompts outside the active set score 0.
+   ("auto": 32 on CUDA as the release; on a CPU 1 with one thread, 8 with more), one decoder call per
+   bucket, fused as SegEarth-OV3 (:mod:`.fusion`) with ``confidence_threshold`` 0.3; prompts outside
+   the active set score 0.
 6. *Margin-aware background calibration* (switch ``mabc``) :func:`margin_calibration`; off = the plain
    ``prob_thd`` rule of SegEarth-OV3. No background rule where the dataset has no background class.
 
@@ -141,7 +142,7 @@ class ActiveSAM(Sam3MethodBase):
         "max_active": 40,  # also: preview skipped when the vocabulary has <= max_active prompts
         "min_active": 1,
         # 4. decoding and fusion
-        "bucket_size": 32,
+        "bucket_size": "auto",  # prompts per call: 32 on CUDA (the release's); a CPU: measured (methods/common.py)
         "confidence_threshold": ACTIVESAM_CONFIDENCE,  # 0.3 on every dataset
         # 5. background
         "prob_thd": None,  # None = the dataset's prob_thd
@@ -157,7 +158,6 @@ class ActiveSAM(Sam3MethodBase):
         "quantile": (0.0, 1.0, False, False),
         "max_active": (1, None, True, False),
         "min_active": (1, None, True, False),
-        "bucket_size": (1, None, True, False),
         "confidence_threshold": (0.0, 1.0, False, True),
         "prob_thd": (0.0, 1.0, False, True),
         "mabc_exponent": (0.0, None, False, False),
@@ -233,6 +233,8 @@ class ActiveSAM(Sam3MethodBase):
             "preview_resolution": self.preview_res,
             "hypernym_source": hyp_kind,
             "postprocess_dtype": DTYPE_NAMES[self.pp_dtype],
+            "bucket_size": self.bucket,
+            "preview_bucket_size": self.preview_bucket,
         }
         self._stats = {}
 
@@ -282,10 +284,10 @@ class ActiveSAM(Sam3MethodBase):
         p = self.params
         backend = self.backend
         n = len(self.prompts)
-        bucket = int(p["bucket_size"])
+        bucket = self.bucket
         if self.run_preview:
             preview_feats = self._encode_preview(image)
-            presence = backend.presence(preview_feats, self.bare_text, list(range(n)), bucket)
+            presence = backend.presence(preview_feats, self.bare_text, list(range(n)), self.preview_bucket)
             # rank what the release's pruner ranks: sigmoid probabilities in the post-processing dtype
             # (bf16 there under CUDA autocast: sigmoid of a bf16 logit = the fp32 sigmoid rounded once)
             presence = presence.to(self.pp_dtype).float()

@@ -44,7 +44,6 @@ class FullVocabularyFusion(Sam3MethodBase):
     _numeric = {
         "confidence_threshold": (0.0, 1.0, False, True),
         "prob_thd": (0.0, 1.0, False, True),
-        "bucket_size": (1, None, True, False),
     }
 
     def __init__(self, **params: Any):
@@ -58,7 +57,7 @@ class FullVocabularyFusion(Sam3MethodBase):
         self.pp_dtype = postprocess_dtype(self.params["postprocess_dtype"], ctx.dtype)
         self.text = self.backend.encode_text(self.prompts)
         self._resolved = {"confidence_threshold": self.conf, "prob_thd": self.prob_thd,
-                          "postprocess_dtype": DTYPE_NAMES[self.pp_dtype]}
+                          "postprocess_dtype": DTYPE_NAMES[self.pp_dtype], "bucket_size": self.bucket}
         self._stats = {}
 
     @torch.inference_mode()
@@ -96,7 +95,7 @@ class FullVocabularyFusion(Sam3MethodBase):
         """Decode every prompt in buckets: (prompt indices, Decoded) per bucket, in prompt order; sets the
         per-image stats once all are decoded."""
         backend = self.backend
-        bucket = int(self.params["bucket_size"])
+        bucket = self.bucket
         # the SegEarth-OV-3 release encodes its prompts again for every image (no text cache): same
         # values, but its speed includes the text encoder; the option reproduces that protocol
         text = backend.encode_text(self.prompts, cache=False) if self.params.get("reencode_text") else self.text
@@ -121,7 +120,7 @@ class SegEarthOV3(FullVocabularyFusion):
     defaults: ClassVar[dict[str, Any]] = {
         "confidence_threshold": None,  # None = per-dataset reference table (methods/defaults.py)
         "prob_thd": None,  # None = the dataset's prob_thd
-        "bucket_size": 1,  # prompts per decoder pass; 1 = the reference's per-prompt loop
+        "bucket_size": 1,  # prompts per decoder pass; 1 = the reference's per-prompt loop; "auto" = by device
         "reencode_text": False,  # True = encode the prompts again on every image, as the release (speed protocol)
         "postprocess_dtype": "auto",  # auto = bf16 under a bf16 (autocast) run, as the release on CUDA; else fp32
     }
