@@ -82,6 +82,28 @@ class PromptPlan:
     semantic: bool  # whether the semantic map may exceed it
 
 
+SURE = 30.0  # a logit above which sigmoid is 1 to fp32 precision: a quick sign that a part is needed
+
+
+def _needed(logits: torch.Tensor, factor: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """bool [n]: whether each map of ``logits`` [n, h, w], scaled by ``factor`` [n] (score x presence),
+    may exceed ``floor`` [h, w] (float64) on some block; False only with a proof.
+
+    A block can hold a value above the floor only where the floor is below ``factor`` (sigmoid <= 1): the
+    "open" blocks. A map with no open block is proven irrelevant; one with a logit above :data:`SURE` in
+    an open cell is taken as needed without a proof (always safe); the rest get the exact bound.
+    """
+    cap = factor.double() * (1 + REL) ** 2 + ABS  # the bound where sigmoid = 1
+    open_ = ~(floor[None] >= cap[:, None, None])  # [n, h, w]; a NaN factor leaves every block open
+    need = open_.flatten(1).any(1)
+    sure = (open_ & (logits > SURE)).flatten(1).any(1)
+    check = (need & ~sure).nonzero().flatten()
+    if check.numel():
+        upper = sigmoid_upper(logits[check]) * cap[check, None, None] + ABS
+        need[check] = ~(upper <= floor).flatten(1).all(1)
+    return need
+
+
 def plan_prompt(
     floor_blocks: Callable[[tuple[int, int]], torch.Tensor],
     mask_logits: torch.Tensor,
@@ -99,18 +121,16 @@ def plan_prompt(
     Returns:
         None when no part can (skip the prompt), else the parts that may.
     """
-    p = float(presence)
+    p = presence.double()
     need = torch.zeros_like(keep)
     idx = keep.nonzero().flatten()
     if idx.numel():
-        s = scores[idx].double()[:, None, None]
-        upper = sigmoid_upper(mask_logits[idx]) * s * (1 + REL) * p * (1 + REL) + ABS
         floor = floor_blocks(tuple(mask_logits.shape[-2:]))
-        need[idx] = ~(upper <= floor).flatten(1).all(1)
+        need[idx] = _needed(mask_logits[idx].float(), scores[idx].double() * p, floor)
     semantic = False
     if semantic_logits is not None:
-        upper = sigmoid_upper(semantic_logits) * p * (1 + REL) + ABS
-        semantic = not bool((upper <= floor_blocks(tuple(semantic_logits.shape[-2:]))).all())
+        floor = floor_blocks(tuple(semantic_logits.shape[-2:]))
+        semantic = bool(_needed(semantic_logits[None].float(), p.reshape(1), floor)[0])
     if not semantic and not bool(need.any()):
         return None
     return PromptPlan(need, semantic)

@@ -145,6 +145,26 @@ def test_block_bounds_hold_every_resized_pixel(grid, out_hw) -> None:
     assert torch.equal(blocks, want)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_part_proven_irrelevant_never_exceeds_the_floor(seed: int) -> None:
+    """_needed is False only where every resized pixel x factor is at or below its block's floor."""
+    from robustbench_ovss.methods.bounds import _needed
+
+    g = torch.Generator().manual_seed(seed)
+    grid, out_hw = (12, 16), (45, 70)
+    logits = torch.randn(40, *grid, generator=g) * torch.linspace(0.5, 60, 40)[:, None, None] - 8
+    factor = torch.rand(40, generator=g)
+    geom = GridGeometry(grid, out_hw, "cpu")
+    floor_px = (torch.rand(out_hw, generator=g) * 0.5 + 0.3).float()
+    floor = geom.block_min(floor_px)
+    need = _needed(logits, factor, floor)
+    values = F.interpolate(logits[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0].sigmoid() * factor[:, None, None]
+    exceeds = (values > floor_px).flatten(1).any(1)
+    assert not (exceeds & ~need).any()  # never a false proof
+    assert (~need).any() and need.any()  # and the proofs do fire here
+    assert _needed(logits[:1], torch.tensor([float("nan")]), floor).all()  # NaN: no proof
+
+
 # -- StreamingLabels: skipping keeps the dense rules' labels ------------------------------------------------
 def _skippable_bucket(g: torch.Generator, n: int, q: int, grid: tuple[int, int]) -> Decoded:
     """Prompts whose maps are low almost everywhere (absent classes) beside a few strong ones, on quarter
