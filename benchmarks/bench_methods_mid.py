@@ -16,7 +16,7 @@ for two rounds by default), and per case the table shows the median of the round
   post-processing, "outside the model";
 - peak memory: the process's peak resident set during ``predict`` (``VmHWM`` after resetting it through
   ``/proc/self/clear_refs``) above its resident set before;
-- labels: pixels that differ from the new code's labels (0 = identical).
+- labels: pixels that differ from the new code's labels, and from the first version's (0 = identical).
 
 SegEarth-OV3 at 847 classes is not run (hours on a CPU): it is estimated from the 21- and 150-class runs as
 fixed + per-prompt cost. Not part of the pass/fail suite.
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for case, per in results.items():
         ref = per["new"][0]["labels"]
+        first = per[order[0]][0]["labels"]  # the first version run (the first --old), for old-vs-old agreement
         for v in order:
             runs = per[v]
             pred = statistics.median(x["predict_s"] for x in runs)
@@ -183,13 +184,16 @@ def main(argv: list[str] | None = None) -> int:
                          "outside_share": statistics.median((x["predict_s"] - x["model_s"]) / x["predict_s"] for x in runs),
                          "peak_mb": statistics.median(x["peak_mb"] for x in runs), "decoded": runs[0]["decoded"],
                          "differing_pixels": max(int((x["labels"] != ref).sum()) for x in runs),
+                         "differing_from_first": max(int((x["labels"] != first).sum()) for x in runs),
                          "pixels": int(ref.size)})
-    print("\n| case | version | predict s | model s | outside the model | peak MB | decoded | speed-up of new | pixels differing from new |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\n| case | version | predict s | model s | outside the model | peak MB | decoded | speed-up of new | "
+          f"pixels differing from new | from {order[0]} |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         new = next(x for x in rows if x["case"] == row["case"] and x["version"] == "new")
         print(f"| {row['case']} | {row['version']} | {row['predict_s']:.2f} | {row['model_s']:.2f} | {row['outside_share']:.0%} | "
-              f"{row['peak_mb']:.0f} | {row['decoded']} | {row['predict_s'] / new['predict_s']:.2f}x | {row['differing_pixels']} |")
+              f"{row['peak_mb']:.0f} | {row['decoded']} | {row['predict_s'] / new['predict_s']:.2f}x | {row['differing_pixels']} | "
+              f"{row['differing_from_first']} |")
     seg = {r["case"]: r for r in rows if r["version"] == "new" and r["case"] in ("segearth-ov3-21", "segearth-ov3-150")}
     if len(seg) == 2:  # SegEarth-OV3 at 847: fixed + per-prompt cost from 21 (21 prompts) and 150 (150 prompts)
         from robustbench_ovss.datasets.vocabulary import packaged_vocabulary
