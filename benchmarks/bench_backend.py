@@ -3,7 +3,8 @@
     python -m pytest benchmarks/bench_backend.py --benchmark-enable -s -p no:randomly
 
 Two random-weight models: ``tiny`` (builtin:tiny-random, 336 px) and ``mid`` (ViT 4 x 192 at 504 px,
-DETR width 128, 50 queries; built in memory). Measured, one torch thread:
+DETR width 128, 50 queries: ``robustbench_ovss.bench.MID_CONFIG``, built in memory). Measured, one torch
+thread:
 
 - decode of N = 32 and N = 150 prompts on one cached image: one decoder call per prompt (SegEarth-OV3
   style) vs buckets of 32 (ActiveSAM style);
@@ -25,9 +26,6 @@ import pytest
 import torch
 
 RESULTS: dict[tuple[str, str, int], float] = {}
-MID = dict(hidden_size=128, text_hidden_size=128, vit_layers=4, text_layers=2, detr_encoder_layers=2,
-           detr_decoder_layers=3, num_queries=50, num_heads=4, window_size=12)
-VIT_MID = 192  # the mid ViT is wider than the DETR
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -38,27 +36,11 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _mid_model(image_size: int = 504) -> Any:
-    from transformers import Sam3Model
-
-    from robustbench_ovss.backends.tiny import build_tokenizer, tiny_config, tiny_word_list
-
-    tok = build_tokenizer(tiny_word_list())
-    cfg = tiny_config(image_size=image_size, vocab_size=len(tok), initializer_range=0.2, **MID)
-    vit = cfg.vision_config.backbone_config
-    vit.hidden_size, vit.intermediate_size = VIT_MID, 4 * VIT_MID
-    torch.manual_seed(0)
-    return Sam3Model(cfg).eval(), tok
-
-
 @cache
 def backend(kind: str) -> Any:
-    from robustbench_ovss.backends.sam3 import Sam3Backend
+    from robustbench_ovss.bench import random_backend
 
-    if kind == "tiny":
-        return Sam3Backend("builtin:tiny-random")
-    model, tok = _mid_model()
-    return Sam3Backend.from_model(model, tok, identity="mid-random")
+    return random_backend(kind)
 
 
 def _words(n: int) -> list[str]:
@@ -113,17 +95,11 @@ def test_presence_same_resolution(benchmark: Any, kind: str) -> None:
 
 
 def peak_bytes(kind: str, n: int) -> float:
-    """Peak extra CPU memory of decoding ``n`` prompts in one bucket (profiler allocation events in time order)."""
-    from torch.profiler import ProfilerActivity, profile
+    """Peak extra CPU memory of decoding ``n`` prompts in one bucket (``robustbench_ovss.bench.peak_memory``)."""
+    from robustbench_ovss.bench import peak_memory
 
     b, feats, _, text = _prepared(kind, 32)
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = b.decode(feats, text, range(n), n)
-        del out
-    current = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        current += event.self_cpu_memory_usage
-        peak = max(peak, current)
+    _, peak = peak_memory(lambda: b.decode(feats, text, range(n), n), b.device)
     return float(peak)
 
 

@@ -13,13 +13,14 @@ Per image (``predict``):
 
 3. *Preview* (switch ``preview``): presence of every bare prompt (canonicalised, nothing appended) on
    the image encoded at ``preview_resolution`` (None = round(2/3 x the backend's native size): 672 on
-   the real 1008 model), in buckets of ``bucket_size``; skipped when the vocabulary has
-   ``<= max_active`` prompts.
+   the real 1008 model), in buckets of ``bucket_size`` ("auto": 32 on CUDA, 8 on a CPU); skipped when
+   the vocabulary has ``<= max_active`` prompts.
 4. *Active set* :func:`select_active`: prompts scoring ``>=`` the ``quantile`` (0.8) of the presence
    scores, at most ``max_active`` (40), at least ``min_active`` (1).
 5. *Full-resolution decoding* of the active prompts only, in contiguous buckets of ``bucket_size``
-   (32), one decoder call per bucket, fused as SegEarth-OV3 (:mod:`.fusion`) with
-   ``confidence_threshold`` 0.3; prompts outside the active set score 0.
+   ("auto": 32 on CUDA as the release; on a CPU 1 with one thread, 8 with more), one decoder call per
+   bucket, fused as SegEarth-OV3 (:mod:`.fusion`) with ``confidence_threshold`` 0.3; prompts outside
+   the active set score 0.
 6. *Margin-aware background calibration* (switch ``mabc``) :func:`margin_calibration`; off = the plain
    ``prob_thd`` rule of SegEarth-OV3. No background rule where the dataset has no background class.
 
@@ -29,13 +30,14 @@ With the four switches off and the same confidence threshold the output equals `
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
 import warnings
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from robustbench_ovss.backends.base import Decoded
 from robustbench_ovss.errors import ConfigError
 from robustbench_ovss.method import MethodContext
 from robustbench_ovss.registry import METHODS
@@ -45,8 +47,9 @@ from .common import Sam3MethodBase, contiguous_buckets
 from .defaults import ACTIVESAM_CONFIDENCE
 from .fusion import ClassScoreAccumulator, fuse_prompts, instance_scores, postprocess_dtype, threshold_background
 from .segearth_ov3 import DTYPE_NAMES, check_postprocess_dtype
+from .streaming import StreamingLabels
 
-__all__ = ["ActiveSAM", "select_active", "margin_calibration", "labels_from_decoded", "preview_size"]
+__all__ = ["ActiveSAM", "select_active", "margin_calibration", "preview_size"]
 
 
 # -- pure maths -----------------------------------------------------------------------------------
@@ -102,64 +105,6 @@ def margin_calibration(
     return pred
 
 
-def labels_from_decoded(
-    scores: torch.Tensor,
-    classes: Sequence[int],
-    num_classes: int,
-    prob_thd: float,
-    bg_idx: int | None,
-    mabc: bool = True,
-    exponent: float = 1.25,
-) -> torch.LongTensor:
-    """The label map of the dense rule, computed from the decoded classes only.
-
-    Every class that was not decoded scores 0 in the dense [C, H, W] map, and scores are >= 0, so
-    argmax, top-2 and max over all C classes follow from the decoded ones plus one zero plane:
-
-    - argmax: the decoded class with the best score where that score is > 0 (ties: the lowest class id,
-      as ``classes`` is ascending); where every score is 0, class 0 (argmax's first index);
-    - MABC's second-best score: the top-2 over the decoded scores and a zero plane (when C > K).
-
-    Args:
-        scores: float [K, H, W] non-negative scores of the decoded classes, rows in ``classes`` order.
-        classes: [K] strictly ascending label ids of those rows.
-        num_classes: C of the dataset.
-        prob_thd, bg_idx, exponent: as :func:`margin_calibration` / ``threshold_background``.
-        mabc: margin-aware calibration (False: background where the best score < ``prob_thd``).
-    Returns:
-        int64 [H, W], equal to ``margin_calibration(dense)`` (``threshold_background(dense)`` without
-        ``mabc``) of the dense map with these rows and zeros elsewhere.
-    """
-    k = len(classes)
-    hw = tuple(scores.shape[-2:])
-    device = scores.device
-    if k and any(b <= a for a, b in zip(classes, classes[1:], strict=False)):
-        raise ValueError("classes must be strictly ascending")
-    if k == 0:
-        best_val = torch.zeros(hw, dtype=torch.float32, device=device)
-        pred = torch.zeros(hw, dtype=torch.long, device=device)
-    else:
-        best_val, best_row = scores.max(dim=0)  # first maximal row on ties
-        ids = torch.as_tensor(list(classes), dtype=torch.long, device=device)
-        pred = torch.where(best_val > 0, ids[best_row], torch.zeros_like(best_row))
-    if bg_idx is not None and not mabc:  # threshold_background
-        pred[best_val < prob_thd] = int(bg_idx)
-        return pred
-    if bg_idx is None or prob_thd <= 0 or num_classes < 2:
-        return pred
-    planes = scores.float()
-    if k < num_classes:  # the undecoded classes' zeros
-        planes = torch.cat([planes, torch.zeros((1, *hw), dtype=planes.dtype, device=device)])
-    if planes.shape[0] >= 2:
-        top2 = torch.topk(planes, k=2, dim=0).values
-        s1, s2 = top2[0], top2[1]
-    else:
-        s1, s2 = planes[0], planes[0]
-    confidence = s1 * (s1 - s2).clamp_min(0).sqrt()
-    pred[confidence < float(prob_thd) ** float(exponent)] = int(bg_idx)
-    return pred
-
-
 def _accepts_kw(fn: Any, name: str) -> bool:
     try:
         return name in inspect.signature(fn).parameters
@@ -197,7 +142,7 @@ class ActiveSAM(Sam3MethodBase):
         "max_active": 40,  # also: preview skipped when the vocabulary has <= max_active prompts
         "min_active": 1,
         # 4. decoding and fusion
-        "bucket_size": 32,
+        "bucket_size": "auto",  # prompts per call: 32 on CUDA (the release's); a CPU: measured (methods/common.py)
         "confidence_threshold": ACTIVESAM_CONFIDENCE,  # 0.3 on every dataset
         # 5. background
         "prob_thd": None,  # None = the dataset's prob_thd
@@ -213,7 +158,6 @@ class ActiveSAM(Sam3MethodBase):
         "quantile": (0.0, 1.0, False, False),
         "max_active": (1, None, True, False),
         "min_active": (1, None, True, False),
-        "bucket_size": (1, None, True, False),
         "confidence_threshold": (0.0, 1.0, False, True),
         "prob_thd": (0.0, 1.0, False, True),
         "mabc_exponent": (0.0, None, False, False),
@@ -289,31 +233,61 @@ class ActiveSAM(Sam3MethodBase):
             "preview_resolution": self.preview_res,
             "hypernym_source": hyp_kind,
             "postprocess_dtype": DTYPE_NAMES[self.pp_dtype],
+            "bucket_size": self.bucket,
+            "preview_bucket_size": self.preview_bucket,
         }
         self._stats = {}
 
     @torch.inference_mode()
     def class_scores(self, image: np.ndarray) -> torch.Tensor:
         """Fused class scores float32 [C, H, W] of ``image`` (steps 3-5; classes never decoded score 0);
-        sets the per-image stats. The dense score map; :meth:`predict` works on the decoded classes only."""
-        scores, classes = self.decoded_class_scores(image)
-        dense = torch.zeros((self.num_classes, *scores.shape[-2:]), dtype=torch.float32, device=scores.device)
-        if classes:
-            dense[torch.as_tensor(classes, dtype=torch.long, device=scores.device)] = scores
-        return dense
+        sets the per-image stats. The dense score map, and the oracle of :meth:`predict`."""
+        hw = self._check_image(image)
+        acc = ClassScoreAccumulator(self.num_classes, hw, self.backend.device)
+        for chunk, dec in self._decoded(image):
+            scores, presence = instance_scores(dec, self.pp_dtype)
+            acc.add(fuse_prompts(dec.mask_logits, scores, dec.semantic_logits, presence, self.conf, hw),
+                    self._class_index(chunk))
+        return acc.scores
+
+    def labels(self, scores: torch.Tensor) -> torch.Tensor:
+        """Step 6: label map int64 [H, W] from class scores [C, H, W] (MABC or the plain prob_thd rule)."""
+        if self.params["mabc"]:
+            return margin_calibration(scores, self.prob_thd, self.bg_idx, self.params["mabc_exponent"])
+        return threshold_background(scores, self.prob_thd, self.bg_idx)
 
     @torch.inference_mode()
-    def decoded_class_scores(self, image: np.ndarray) -> tuple[torch.Tensor, list[int]]:
-        """Fused scores float32 [K, H, W] of the K classes the active prompts belong to, and those class
-        ids ascending (steps 3-5); sets the per-image stats. Memory and time grow with K, not with C."""
+    def predict(self, image: np.ndarray) -> torch.Tensor:
+        """Labels int64 [H, W], equal to ``labels(class_scores(image))`` without the [C, H, W] map.
+
+        The decoded prompts are folded into a running best, its class and (for MABC) the second-best class
+        score (:mod:`.streaming`); classes never decoded score 0, which the running state's start stands
+        for. Memory is a few [H, W] planes whatever C and the active set.
+        """
         hw = self._check_image(image)
+        mabc = bool(self.params["mabc"])
+        # MABC needs the second best only where it applies (as margin_calibration: a background class,
+        # prob_thd > 0, at least two classes); elsewhere it is plain argmax
+        rule = self.bg_idx is not None and (not mabc or (self.prob_thd > 0 and self.num_classes >= 2))
+        second = rule and mabc
+        stream = StreamingLabels(hw, self.backend.device, self.num_classes, second=second, conf=self.conf,
+                                 dtype=self.pp_dtype)
+        for chunk, dec in self._decoded(image):
+            stream.add_bucket(dec, self._class_index(chunk))
+        self.fusion_counts = stream.counts
+        return stream.labels(self.prob_thd, self.bg_idx if rule else None, mabc=second,
+                             exponent=self.params["mabc_exponent"])
+
+    def _decoded(self, image: np.ndarray) -> Iterator[tuple[list[int], Decoded]]:
+        """Steps 3-5: preview and active set, then the active prompts decoded in buckets: (prompt indices,
+        Decoded) per bucket, in prompt order; sets the per-image stats once all are decoded."""
         p = self.params
         backend = self.backend
         n = len(self.prompts)
-        bucket = int(p["bucket_size"])
+        bucket = self.bucket
         if self.run_preview:
             preview_feats = self._encode_preview(image)
-            presence = backend.presence(preview_feats, self.bare_text, list(range(n)), bucket)
+            presence = backend.presence(preview_feats, self.bare_text, list(range(n)), self.preview_bucket)
             # rank what the release's pruner ranks: sigmoid probabilities in the post-processing dtype
             # (bf16 there under CUDA autocast: sigmoid of a bf16 logit = the fp32 sigmoid rounded once)
             presence = presence.to(self.pp_dtype).float()
@@ -323,33 +297,14 @@ class ActiveSAM(Sam3MethodBase):
             active = torch.arange(n, dtype=torch.long)
         active_list = [int(i) for i in active.tolist()]
         feats = backend.encode_image(image)
-        classes = sorted({self.prompt_class[i] for i in active_list})
-        row = {c: r for r, c in enumerate(classes)}
-        acc = ClassScoreAccumulator(len(classes), hw, backend.device)  # rows = decoded classes, ascending
         for chunk in contiguous_buckets(active_list, bucket):
-            dec = backend.decode(feats, self.full_text, chunk, bucket)
-            scores, presence = instance_scores(dec, self.pp_dtype)
-            fused = fuse_prompts(dec.mask_logits, scores, dec.semantic_logits, presence, self.conf, hw)
-            acc.add(fused, [row[c] for c in self._class_index(chunk)])
+            yield chunk, backend.decode(feats, self.full_text, chunk, bucket)
         self._stats = {
             "prompts_decoded": len(active_list),
             "prompts_previewed": n if self.run_preview else 0,
             "preview_skipped": not self.run_preview,
-            "active": classes,
+            "active": sorted({self.prompt_class[i] for i in active_list}),
         }
-        return acc.scores, classes
-
-    def labels(self, scores: torch.Tensor) -> torch.Tensor:
-        """Step 6: label map int64 [H, W] from class scores [C, H, W] (MABC or the plain prob_thd rule)."""
-        if self.params["mabc"]:
-            return margin_calibration(scores, self.prob_thd, self.bg_idx, self.params["mabc_exponent"])
-        return threshold_background(scores, self.prob_thd, self.bg_idx)
-
-    def predict(self, image: np.ndarray) -> torch.Tensor:
-        """Labels int64 [H, W]: equal to ``labels(class_scores(image))``, from the decoded classes only."""
-        scores, classes = self.decoded_class_scores(image)
-        return labels_from_decoded(scores, classes, self.num_classes, self.prob_thd, self.bg_idx,
-                                   mabc=bool(self.params["mabc"]), exponent=self.params["mabc_exponent"])
 
     def _encode_preview(self, image: np.ndarray) -> Any:
         # the preview needs only the DETR input level; backends that can skip the rest say so

@@ -10,7 +10,15 @@ import numpy as np
 from robustbench_ovss.errors import ConfigError
 from robustbench_ovss.method import Method, MethodContext
 
-__all__ = ["Sam3MethodBase", "flatten_vocabulary", "contiguous_buckets"]
+__all__ = ["Sam3MethodBase", "flatten_vocabulary", "contiguous_buckets", "AUTO_BUCKET", "resolve_bucket_size"]
+
+#: ``bucket_size = "auto"``: prompts per call (presence preview, full decode) by device. CUDA: 32 for both,
+#: ActiveSAM's reference value. A CPU (or any other device), measured with ``benchmarks/bench_buckets.py``
+#: on the mid model (docs/methods.md#bucket-size): the presence-only pass is cheapest per prompt in
+#: buckets of about 8; the full decode, on one intra-op thread, one prompt per call (larger buckets cost
+#: 1.1-2.2x more per prompt at 32 and hold 40 MB per prompt); on more threads a single-prompt call leaves
+#: them waiting, and buckets of 8 decode several times faster per prompt.
+AUTO_BUCKET = {"cuda": (32, 32), "cpu": (8, 1), "cpu-threads": (8, 8)}
 
 
 def flatten_vocabulary(vocabulary: Sequence[Sequence[str]]) -> tuple[list[str], list[int]]:
@@ -35,6 +43,28 @@ def contiguous_buckets(indices: Sequence[int], bucket_size: int) -> Iterator[lis
     indices = list(indices)
     for start in range(0, len(indices), bucket_size):
         yield indices[start : start + bucket_size]
+
+
+def resolve_bucket_size(value: int | str, device: Any, threads: int | None = None) -> tuple[int, int]:
+    """Prompts per call (presence preview, full decode): ``value`` for both, or for ``"auto"``
+    :data:`AUTO_BUCKET` of the device type (on a CPU also by ``threads``, default torch's intra-op threads)."""
+    if value != "auto":
+        return int(value), int(value)
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind == "cuda":
+        return AUTO_BUCKET["cuda"]
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    return AUTO_BUCKET["cpu"] if threads <= 1 else AUTO_BUCKET["cpu-threads"]
+
+
+def _check_bucket_size(value: Any, method: str) -> None:
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"method {method!r}: param bucket_size must be an integer >= 1 or \"auto\", got {value!r}")
 
 
 def _check_number(name: str, value: Any, *, lo: float | None = None, hi: float | None = None,
@@ -67,6 +97,8 @@ class Sam3MethodBase(Method):
         for key in self._switches:
             if not isinstance(self.params[key], bool):
                 raise ConfigError(f"method {self.name!r}: param {key} must be true or false, got {self.params[key]!r}")
+        if "bucket_size" in self.params:
+            _check_bucket_size(self.params["bucket_size"], self.name)
         self._resolved: dict[str, Any] = {}
         self._stats: dict[str, Any] = {}
 
@@ -80,6 +112,9 @@ class Sam3MethodBase(Method):
         self.num_classes = ctx.num_classes
         self.bg_idx = ctx.bg_idx
         self.prob_thd = float(ctx.prob_thd if self.params.get("prob_thd") is None else self.params["prob_thd"])
+        # the outputs do not depend on it (up to float rounding of batched matmuls), so "auto" is what
+        # params_hash sees; resolved_params() records the numbers used
+        self.preview_bucket, self.bucket = resolve_bucket_size(self.params.get("bucket_size", 1), self.backend.device)
 
     def resolved_params(self) -> dict[str, Any]:
         return {**self.params, **self._resolved}

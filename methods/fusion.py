@@ -48,6 +48,8 @@ __all__ = [
     "alias_max",
     "ClassScoreAccumulator",
     "threshold_background",
+    "PromptFuser",
+    "tail_free",
 ]
 
 
@@ -153,6 +155,142 @@ def fuse_prompts(
             prob = torch.maximum(prob, resize_logits(semantic_logits[i], out_hw).sigmoid())
         out[i] = prob * presence[i].float()
     return out
+
+
+GRAIN = 32768  # ATen's GRAIN_SIZE: elementwise ops on fewer elements run on one thread
+VECTOR_CHUNK = 64  # floats; a multiple of the vectorised loops' step (16 on AVX2, 32 on AVX-512)
+
+
+def tail_free(numel: int, device: torch.device | str) -> bool:
+    """Whether an elementwise op on ``numel`` contiguous floats computes every element in the vectorised
+    loop (so the same element gets the same bits whatever the tensor around it).
+
+    On CUDA every element is computed alike. On the CPU, ATen splits the range over the intra-op threads
+    (``at::parallel_for``: ``divup(n, tasks)`` elements each, ``tasks = min(threads, divup(n, GRAIN))``)
+    and finishes each share with a scalar loop; the scalar and vectorised sigmoid differ in the last bit
+    (libm vs Sleef exp). With every share a multiple of :data:`VECTOR_CHUNK` there is no scalar tail.
+    """
+    if torch.device(device).type == "cuda":
+        return True
+    if numel % VECTOR_CHUNK:
+        return False
+    threads = torch.get_num_threads()
+    if numel < GRAIN or threads == 1:
+        return True
+    tasks = min(threads, -(-numel // GRAIN))
+    return (-(-numel // tasks)) % VECTOR_CHUNK == 0
+
+
+class PromptFuser:
+    """One prompt's fused map at the image size, in reused buffers: bit-identical to a row of
+    :func:`fuse_prompts`.
+
+    Every full-resolution op is the one :func:`fuse_prompts` runs, on a tensor of the same shape (the
+    bilinear resize through its ``out=`` form; the sigmoid of the kept instances on one stacked
+    ``[k, H, W]`` tensor, as there), so the values agree bit for bit on any device and thread count.
+    What goes is the allocation: on the CPU a fresh multi-megabyte tensor is page-faulted in on first
+    touch, about half the cost of a resize or a sigmoid at 1024 x 2048.
+
+    Where :func:`tail_free` holds for the stack and for its pieces (always on CUDA; on the CPU for image
+    sizes such as 1024 x 2048) no element depends on its neighbours, and the fuser also processes the
+    instances ``chunk`` at a time (the max is exact: this bounds the stack's memory) and accepts a
+    subset of the kept instances from a caller that has proven the others cannot change its result
+    (:mod:`.bounds`). Elsewhere it keeps the full stack, as :func:`fuse_prompts` does.
+
+    Args:
+        out_hw: (H, W) of the image.
+        device: where the buffers live.
+        chunk: instances per stacked resize where chunking is exact.
+    """
+
+    def __init__(self, out_hw: tuple[int, int], device: torch.device | str, chunk: int = 8):
+        self.out_hw = (int(out_hw[0]), int(out_hw[1]))
+        self.numel = self.out_hw[0] * self.out_hw[1]
+        self.device = torch.device(device)
+        self.chunk = max(1, int(chunk))
+        self._stack: torch.Tensor | None = None  # [capacity, H, W]
+        self._inst = torch.empty(self.out_hw, dtype=torch.float32, device=self.device)
+        self._part = torch.empty(self.out_hw, dtype=torch.float32, device=self.device)
+        self._sem = torch.empty(self.out_hw, dtype=torch.float32, device=self.device)
+        self.fused_instances = 0  # instances resized by the last ``fuse``
+
+    def _stacked(self, k: int) -> torch.Tensor:
+        if self._stack is None or self._stack.shape[0] < k:
+            self._stack = None  # free the old one first
+            self._stack = torch.empty((k, *self.out_hw), dtype=torch.float32, device=self.device)
+        return self._stack[:k]
+
+    def _resize_into(self, logits: torch.Tensor, out: torch.Tensor) -> None:
+        """:func:`resize_logits` of ``logits`` ([k, h, w] or [h, w]) written into ``out`` of the same rank."""
+        logits = logits.float()
+        if tuple(logits.shape[-2:]) == self.out_hw:
+            out.copy_(logits.reshape(out.shape))
+            return
+        flat = logits.reshape(-1, 1, *logits.shape[-2:])
+        torch._C._nn.upsample_bilinear2d(flat, self.out_hw, False, None, None,
+                                         out=out.view(flat.shape[0], 1, *self.out_hw))
+
+    def exact_subsets(self, kept: int) -> bool:
+        """Whether fusing a subset of ``kept`` instances, or ``chunk``-sized pieces, gives the full stack's bits."""
+        return tail_free(kept * self.numel, self.device) and all(
+            tail_free(k * self.numel, self.device) for k in range(1, min(self.chunk, kept) + 1))
+
+    def _instances(self, mask_logits: torch.Tensor, scores: torch.Tensor, step: int, out: torch.Tensor) -> None:
+        """``max_q sigmoid(resize(mask_q)) * score_q`` over the given instances into ``out``, ``step`` at a time."""
+        k = mask_logits.shape[0]
+        for start in range(0, k, step):
+            part = self._stacked(min(step, k - start))
+            self._resize_into(mask_logits[start:start + step], part)
+            part.sigmoid_()
+            part.mul_(scores[start:start + step].float()[:, None, None])
+            if start == 0:
+                torch.amax(part, dim=0, out=out)
+            else:
+                torch.amax(part, dim=0, out=self._part)
+                torch.maximum(out, self._part, out=out)
+
+    def fuse(
+        self,
+        mask_logits: torch.Tensor,
+        scores: torch.Tensor,
+        semantic_logits: torch.Tensor | None,
+        presence: torch.Tensor,
+        conf: float,
+        subset: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """The fused map float32 [H, W] of one prompt, or None where it is 0 everywhere.
+
+        Args:
+            mask_logits: float [Q, h, w]; scores: [Q] (float32 or bf16); presence: 0-dim;
+            semantic_logits: float [h', w'], or None: none (the ``sam3`` row) or one the caller has
+                proven cannot change its result.
+            conf: instances with ``score > conf`` (in the dtype of ``scores``) are kept.
+            subset: bool [Q], kept instances the caller needs (the others proven irrelevant); used only
+                where :meth:`exact_subsets` holds, else every kept instance is fused.
+        Returns:
+            A view of an internal buffer, valid until the next call; None when no instance is fused and
+            there is no semantic map (the map is then ``0 * presence``: zeros).
+        """
+        keep = scores > conf
+        kept = int(keep.sum())
+        exact = kept > 0 and self.exact_subsets(kept)
+        if subset is not None and exact:
+            keep = keep & subset
+        idx = keep.nonzero().flatten()
+        self.fused_instances = int(idx.numel())
+        if idx.numel() == 0 and semantic_logits is None:
+            return None
+        out = self._inst
+        if idx.numel():
+            self._instances(mask_logits[idx], scores[idx], self.chunk if exact else idx.numel(), out)
+        else:
+            out.zero_()
+        if semantic_logits is not None:
+            self._resize_into(semantic_logits, self._sem)
+            self._sem.sigmoid_()
+            torch.maximum(out, self._sem, out=out)
+        out.mul_(presence.float())
+        return out
 
 
 def alias_max(prompt_scores: torch.Tensor, prompt_class: Sequence[int] | torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -28,6 +28,6 @@ class VanillaSAM3(FullVocabularyFusion):
     defaults: ClassVar[dict[str, Any]] = {
         "confidence_threshold": None,  # None = SegEarth-OV3's per-dataset table (methods/defaults.py)
         "prob_thd": None,  # None = the dataset's prob_thd
-        "bucket_size": 1,  # prompts per decoder pass
+        "bucket_size": 1,  # prompts per decoder pass; "auto" = by device (methods/common.py)
         "postprocess_dtype": "auto",  # auto = bf16 under a bf16 (autocast) run, as SegEarth-OV-3's release; else fp32
     }

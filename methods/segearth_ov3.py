@@ -10,11 +10,13 @@ semantic head, times presence, max over aliases, argmax, and pixels whose best s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from robustbench_ovss.backends.base import Decoded
 from robustbench_ovss.errors import ConfigError
 from robustbench_ovss.method import MethodContext
 from robustbench_ovss.registry import METHODS
@@ -22,6 +24,7 @@ from robustbench_ovss.registry import METHODS
 from .common import Sam3MethodBase, contiguous_buckets
 from .defaults import reference_confidence
 from .fusion import POSTPROCESS_DTYPES, ClassScoreAccumulator, fuse_prompts, instance_scores, postprocess_dtype, threshold_background
+from .streaming import StreamingLabels
 
 __all__ = ["SegEarthOV3", "FullVocabularyFusion", "check_postprocess_dtype"]
 
@@ -41,7 +44,6 @@ class FullVocabularyFusion(Sam3MethodBase):
     _numeric = {
         "confidence_threshold": (0.0, 1.0, False, True),
         "prob_thd": (0.0, 1.0, False, True),
-        "bucket_size": (1, None, True, False),
     }
 
     def __init__(self, **params: Any):
@@ -55,7 +57,7 @@ class FullVocabularyFusion(Sam3MethodBase):
         self.pp_dtype = postprocess_dtype(self.params["postprocess_dtype"], ctx.dtype)
         self.text = self.backend.encode_text(self.prompts)
         self._resolved = {"confidence_threshold": self.conf, "prob_thd": self.prob_thd,
-                          "postprocess_dtype": DTYPE_NAMES[self.pp_dtype]}
+                          "postprocess_dtype": DTYPE_NAMES[self.pp_dtype], "bucket_size": self.bucket}
         self._stats = {}
 
     @torch.inference_mode()
@@ -63,61 +65,43 @@ class FullVocabularyFusion(Sam3MethodBase):
         """Fused class scores float32 [C, H, W] of ``image``; sets the per-image stats.
 
         The dense score map (and the oracle of :meth:`predict`, which keeps only a running best)."""
-        acc: ClassScoreAccumulator | None = None
-
-        def fold(fused: torch.Tensor, classes: list[int]) -> None:
-            nonlocal acc
-            if acc is None:
-                acc = ClassScoreAccumulator(self.num_classes, tuple(fused.shape[-2:]), fused.device)
-            acc.add(fused, classes)
-
-        self._fused_prompts(image, fold)
-        assert acc is not None
+        hw = self._check_image(image)
+        acc = ClassScoreAccumulator(self.num_classes, hw, self.backend.device)
+        for chunk, dec in self._decoded(image):
+            semantic = dec.semantic_logits if self.use_semantic else None
+            scores, presence = instance_scores(dec, self.pp_dtype)
+            acc.add(fuse_prompts(dec.mask_logits, scores, semantic, presence, self.conf, hw), self._class_index(chunk))
         return acc.scores
 
     @torch.inference_mode()
     def predict(self, image: np.ndarray) -> torch.Tensor:
         """Labels int64 [H, W], equal to ``labels(class_scores(image))`` without the [C, H, W] map.
 
-        A running per-pixel best score and its class: prompts come in ascending class order (aliases of a
-        class are consecutive) and a later prompt wins only with a strictly higher score, so ties go to the
-        lowest class id as argmax gives them; the start (score 0, class 0) is argmax's answer where every
-        class scores 0.
+        A running per-pixel best score and its class (:mod:`.streaming`): prompts come in ascending class
+        order (aliases of a class are consecutive) and a later prompt wins only with a strictly higher
+        score, so ties go to the lowest class id as argmax gives them; the start (score 0, class 0) is
+        argmax's answer where every class scores 0. Prompts, instances and semantic maps that provably
+        cannot beat the running best are not resized (:mod:`.bounds`).
         """
-        best: torch.Tensor | None = None
-        arg: torch.Tensor | None = None
-
-        def fold(fused: torch.Tensor, classes: list[int]) -> None:
-            nonlocal best, arg
-            if best is None:
-                best = torch.zeros(fused.shape[-2:], dtype=torch.float32, device=fused.device)
-                arg = torch.zeros(fused.shape[-2:], dtype=torch.long, device=fused.device)
-            for i, c in enumerate(classes):
-                better = fused[i] > best
-                best = torch.where(better, fused[i], best)
-                arg = arg.masked_fill(better, int(c))
-
-        self._fused_prompts(image, fold)
-        assert best is not None and arg is not None
-        if self.bg_idx is not None:
-            arg[best < self.prob_thd] = int(self.bg_idx)
-        return arg
-
-    def _fused_prompts(self, image: np.ndarray, fold: Any) -> None:
-        """Decode every prompt in buckets and hand each bucket's fused maps float32 [n, H, W] and label ids
-        to ``fold``, in prompt order; sets the per-image stats."""
         hw = self._check_image(image)
+        stream = StreamingLabels(hw, self.backend.device, self.num_classes, second=False, conf=self.conf,
+                                 dtype=self.pp_dtype)
+        for chunk, dec in self._decoded(image):
+            stream.add_bucket(dec, self._class_index(chunk), semantic=self.use_semantic)
+        self.fusion_counts = stream.counts
+        return stream.labels(self.prob_thd, self.bg_idx)
+
+    def _decoded(self, image: np.ndarray) -> Iterator[tuple[list[int], Decoded]]:
+        """Decode every prompt in buckets: (prompt indices, Decoded) per bucket, in prompt order; sets the
+        per-image stats once all are decoded."""
         backend = self.backend
-        bucket = int(self.params["bucket_size"])
+        bucket = self.bucket
         # the SegEarth-OV-3 release encodes its prompts again for every image (no text cache): same
         # values, but its speed includes the text encoder; the option reproduces that protocol
         text = backend.encode_text(self.prompts, cache=False) if self.params.get("reencode_text") else self.text
         feats = backend.encode_image(image)
         for chunk in contiguous_buckets(range(len(self.prompts)), bucket):
-            dec = backend.decode(feats, text, chunk, bucket)
-            semantic = dec.semantic_logits if self.use_semantic else None
-            scores, presence = instance_scores(dec, self.pp_dtype)
-            fold(fuse_prompts(dec.mask_logits, scores, semantic, presence, self.conf, hw), self._class_index(chunk))
+            yield chunk, backend.decode(feats, text, chunk, bucket)
         self._stats = {"prompts_decoded": len(self.prompts)}
 
     def labels(self, scores: torch.Tensor) -> torch.Tensor:
@@ -136,7 +120,7 @@ class SegEarthOV3(FullVocabularyFusion):
     defaults: ClassVar[dict[str, Any]] = {
         "confidence_threshold": None,  # None = per-dataset reference table (methods/defaults.py)
         "prob_thd": None,  # None = the dataset's prob_thd
-        "bucket_size": 1,  # prompts per decoder pass; 1 = the reference's per-prompt loop
+        "bucket_size": 1,  # prompts per decoder pass; 1 = the reference's per-prompt loop; "auto" = by device
         "reencode_text": False,  # True = encode the prompts again on every image, as the release (speed protocol)
         "postprocess_dtype": "auto",  # auto = bf16 under a bf16 (autocast) run, as the release on CUDA; else fp32
     }

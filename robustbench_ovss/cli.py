@@ -29,6 +29,7 @@ HANDLERS = {
     "convert-checkpoint": "robustbench_ovss.backends.convert:cli_convert",
     "flops": "robustbench_ovss.flops:cli_flops",
     "verify-checkpoint": "robustbench_ovss.backends.verify:cli_verify",
+    "bench": "robustbench_ovss.bench:cli_bench",
 }
 
 
@@ -154,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vocab-size", type=int, metavar="N")
     f.add_argument("--active", type=int, default=None, metavar="K", help="ActiveSAM active-set size (default: what its 0.8-quantile rule keeps, at most 40)")
     f.add_argument("--resolution", type=int, default=1008, metavar="R")
+
+    bn = sub.add_parser("bench", help="images/s and peak memory per method and dataset on this device (random "
+                                      "weights, no data) and the wall time of the config's whole grid")
+    bn.add_argument("config", nargs="?", default=None, help="TOML config or packaged name whose grid to time (default: demo)")
+    bn.add_argument("--model", choices=["real", "mid", "tiny", "checkpoint"], default="real",
+                    help="random weights of the real SAM 3 (default), the mid-size or tiny CPU models, or the config's checkpoint")
+    bn.add_argument("--device", default=None, metavar="D", help="default: the config's [run] device")
+    bn.add_argument("--dtype", default=None, choices=["auto", "fp32", "bf16"], help="default: the config's [run] dtype")
+    bn.add_argument("--methods", nargs="+", metavar="NAME", help="only these of the config's methods (label or name)")
+    bn.add_argument("--datasets", nargs="+", metavar="NAME", help="only these of the config's datasets")
+    bn.add_argument("--images", type=int, default=2, metavar="N", help="timed images per method and dataset")
+    bn.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed calls first (the first measures memory)")
+    bn.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="one image size for every dataset")
+    bn.add_argument("--threads", type=int, default=0, metavar="N", help="torch threads (default: the config's, else torch's)")
+    bn.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
     return p
 
 

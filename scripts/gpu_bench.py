@@ -5,8 +5,9 @@
     python scripts/gpu_bench.py --images 5 --json out.json
 
 No checkpoint is needed: ``Sam3Config()`` (the 840 M-parameter architecture) is built directly on the GPU
-with random weights and wrapped in the project's backend (``Sam3Backend.from_model``), so the timed code
-is exactly what the methods run. Per image, with the model time synchronised around each image:
+with random weights and wrapped in the project's backend (``robustbench_ovss.bench.random_backend``), so
+the timed code is exactly what the methods run. ``ovss-bench bench`` times the methods themselves on a
+config's datasets and estimates the config's whole grid; this script times the two decoding patterns. Per image, with the model time synchronised around each image:
 
 - ``segearth-ov3`` style: ViT@1008 once, then the 150 prompts one decoder call each;
 - ``activesam`` style: presence preview at 672 (ViT + 1x FPN level, 150 prompts in buckets of 32),
@@ -42,19 +43,9 @@ def ade20k_prompts(n: int) -> list[str]:
 
 
 def build_backend(device: str, dtype: str):
-    from transformers import Sam3Config, Sam3Model
+    from robustbench_ovss.bench import random_backend
 
-    from robustbench_ovss.backends.sam3 import Sam3Backend
-    from robustbench_ovss.backends.tiny import build_tokenizer, tiny_word_list
-
-    tok = build_tokenizer(tiny_word_list())  # ids < 49408; random weights make the words irrelevant
-    config = Sam3Config()
-    config.text_config.pad_token_id, config.text_config.bos_token_id = tok.pad_token_id, tok.bos_token_id
-    config.text_config.eos_token_id = tok.eos_token_id
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Sam3Model(config).eval()
-    return Sam3Backend.from_model(model, tok, device=device, dtype=dtype, identity="random-real-size")
+    return random_backend("real", device, dtype)
 
 
 def timed(backend, fn, images, warmup: int, deadline: float) -> tuple[float, int]:

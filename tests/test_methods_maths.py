@@ -213,27 +213,3 @@ def test_expansion_tokens_project_weighted_vectors_with_bias() -> None:
     close(out.features[0, 2], proj(torch.tensor([2.0, 2.0])).tolist())
     assert out.mask.tolist() == [[True, True, True, False], [True, True, False, False], [True, True, False, False]]
     assert out.features[1, 2:].abs().sum() == 0  # masked slots hold zeros
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_labels_from_decoded_equal_the_dense_rules(seed: int) -> None:
-    """Hand-made compact scores with ties, exact zeros and all-zero pixels, against the dense rules."""
-    from robustbench_ovss.methods.activesam import labels_from_decoded
-    from robustbench_ovss.methods.fusion import threshold_background
-
-    g = torch.Generator().manual_seed(seed)
-    c = [7, 2, 12, 40][seed % 4]
-    k = [0, 1, 3, c][seed % 4]
-    classes = sorted(torch.randperm(c, generator=g)[:k].tolist())
-    compact = (torch.rand(k, 9, 11, generator=g) * 4).floor() / 4  # quarters: many ties and zeros
-    compact[:, :2] = 0.0  # pixels where every decoded class scores 0
-    dense = torch.zeros(c, 9, 11)
-    if k:
-        dense[torch.tensor(classes)] = compact
-    for bg_idx, thd in ((0, 0.4), (None, 0.0), (3, 0.6), (1, 0.0)):
-        want = margin_calibration(dense, thd, bg_idx)
-        assert torch.equal(labels_from_decoded(compact, classes, c, thd, bg_idx, mabc=True), want)
-        want = threshold_background(dense, thd, bg_idx)
-        assert torch.equal(labels_from_decoded(compact, classes, c, thd, bg_idx, mabc=False), want)
-    with pytest.raises(ValueError):
-        labels_from_decoded(torch.zeros(2, 3, 3), [4, 1], 8, 0.4, 0)

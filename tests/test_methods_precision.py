@@ -163,3 +163,14 @@ def test_preview_ranks_unclamped_presence_as_the_reference_pruner(tiny_checkpoin
             want = sorted(torch.argsort(raw, descending=True)[:12].tolist())
     assert active["meta"] == want
     assert active["transformers"] == list(range(40))  # every prompt ties at sigmoid(-10): the first 40 by index
+
+
+@pytest.mark.parametrize("name", ["activesam", "segearth-ov3", "sam3"])
+def test_bf16_post_processing_predict_equals_its_dense_oracle(backend, name) -> None:
+    """predict (reused buffers, running labels, skip proofs) on bf16 scores = labels of the dense bf16 path."""
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    m = METHODS.get(name)(postprocess_dtype="bf16", confidence_threshold=0.05,
+                          **({"hypernym_source": "table"} if name == "activesam" else {}))
+    m.setup(_ctx(backend, VOCAB))
+    assert m.resolved_params()["postprocess_dtype"] == "bf16"
+    assert torch.equal(m.predict(image), m.labels(m.class_scores(image)))

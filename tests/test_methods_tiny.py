@@ -125,10 +125,41 @@ def test_bucket_size_does_not_change_activesam(backend, images) -> None:
     assert torch.equal(seg1.predict(images[0]), seg8.predict(images[0]))
 
 
+def test_bucket_size_auto_resolves_per_device_and_stays_auto_in_params_hash(backend, images) -> None:
+    from robustbench_ovss.methods.common import AUTO_BUCKET, resolve_bucket_size
+
+    # (preview, decode) prompts per call
+    assert resolve_bucket_size("auto", torch.device("cuda", 1)) == AUTO_BUCKET["cuda"] == (32, 32)  # the release's
+    assert resolve_bucket_size("auto", torch.device("cpu"), threads=1) == AUTO_BUCKET["cpu"] == (8, 1)  # measured
+    assert resolve_bucket_size("auto", "cpu", threads=4) == AUTO_BUCKET["cpu-threads"] == (8, 8)
+    assert resolve_bucket_size("auto", "mps", threads=1) == (8, 1) and resolve_bucket_size(5, "cuda") == (5, 5)
+    auto = METHODS.get("activesam")()
+    assert auto.params["bucket_size"] == "auto"
+    before = auto.params_hash
+    auto.setup(ctx_for(backend, BIG_VOCAB))
+    assert auto.params_hash == before and auto.params["bucket_size"] == "auto"  # configured, as hashed
+    # recorded per unit by the runner (this module runs torch on one thread)
+    assert (auto.resolved_params()["preview_bucket_size"], auto.resolved_params()["bucket_size"]) == (8, 1)
+    calls = dict(backend.counters)
+    pred = run(auto, images[0])
+    decoded = auto.stats()["prompts_decoded"]
+    assert backend.counters["presence_calls"] - calls["presence_calls"] == 6  # 46 prompts in buckets of 8
+    assert backend.counters["decoder_calls"] - calls["decoder_calls"] == decoded  # one prompt per call
+    fixed = make("activesam", backend, BIG_VOCAB, bucket_size=32)
+    assert fixed.params_hash != before  # a configured number is another configuration, same output
+    assert torch.equal(pred, run(fixed, images[0])) and fixed.resolved_params()["preview_bucket_size"] == 32
+    seg = make("segearth-ov3", backend, SMALL_VOCAB, bucket_size="auto")
+    assert seg.resolved_params()["bucket_size"] == 1
+    assert make("sam3", backend, SMALL_VOCAB).resolved_params()["bucket_size"] == 1  # the reference default
+    for bad in ("fast", 0, True, 2.5):
+        with pytest.raises(ConfigError, match="bucket_size"):
+            METHODS.get("segearth-ov3")(bucket_size=bad)
+
+
 def test_activesam_preview_active_set_and_stats(backend, images) -> None:
     from robustbench_ovss.methods.activesam import select_active
 
-    m = make("activesam", backend, BIG_VOCAB)
+    m = make("activesam", backend, BIG_VOCAB, bucket_size=32)  # the release's buckets (CUDA's "auto")
     calls = dict(backend.counters)
     run(m, images[0])
     st = m.stats()
@@ -282,8 +313,8 @@ def test_segearth_reencode_text_runs_the_text_encoder_per_image_and_changes_no_s
 
 @pytest.mark.parametrize("mabc", [True, False])
 @pytest.mark.parametrize("bg", [(0, 0.4), (None, 0.0)])
-def test_activesam_labels_from_decoded_classes_equal_the_dense_oracle(backend, images, mabc, bg) -> None:
-    """The decoded-classes-only label path against today's dense [C, H, W] path (the oracle)."""
+def test_activesam_running_labels_equal_the_dense_oracle(backend, images, mabc, bg) -> None:
+    """predict's running best / second best against the dense [C, H, W] path (the oracle)."""
     bg_idx, thd = bg
     m = make("activesam", backend, BIG_VOCAB, ctx_kw={"bg_idx": bg_idx, "prob_thd": thd}, mabc=mabc,
              confidence_threshold=0.05, hypernym_source="table")
