@@ -190,7 +190,7 @@ def typical_size(dataset: str, options: dict[str, Any] | None = None) -> tuple[i
     if dataset == "synthetic":
         from .datasets.synthetic import SyntheticDataset, _size_hw
 
-        return _size_hw((options or {}).get("size", SyntheticDataset.DEFAULTS["size"]))
+        return _size_hw((options or {}).get("size", SyntheticDataset.OPTION_DEFAULTS["size"]))
     return TYPICAL_SIZE.get(dataset, DEFAULT_SIZE)
 
 
