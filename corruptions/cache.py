@@ -424,7 +424,7 @@ def generate(
     root = Path(out)
     bad = [s for s in severities if not 1 <= int(s) <= 5]
     if bad:
-        raise CorruptionError(f"ovss-bench corrupt: severities must be in 1..5, got {bad}")
+        raise CorruptionError(f"severities must be in 1..5, got {bad}")
     leaves = tuple((c, int(s)) for c in corruptions for s in severities)
     n = len(ds) if not limit else min(limit, len(ds))
     versions = library_versions()
@@ -452,7 +452,7 @@ def generate(
                 with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as ex:
                     yield from ex.map(_corrupt_image, range(n), chunksize=1)
             except (cf.process.BrokenProcessPool, TypeError, AttributeError) as exc:  # pickling / dead workers
-                raise CorruptionError(f"ovss-bench corrupt: worker processes failed ({exc}); retry with --workers 0") from exc
+                raise CorruptionError(f"worker processes failed ({exc}); retry with --workers 0") from exc
 
         print(f"corrupt {dataset}: {n} images x {len(leaves)} (corruption, severity) -> {root / dataset}", file=stream)
         try:

@@ -123,14 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--fix-hint", action="store_true", help="print the preparation step that is missing")
 
     cr = sub.add_parser("corrupt", help="pre-generate a corruption cache")
-    cr.add_argument("--dataset", required=True, metavar="D")
-    cr.add_argument("--corruptions", nargs="+", metavar="NAME")
-    cr.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="S")
-    cr.add_argument("--out", required=True, metavar="DIR")
-    cr.add_argument("--data-root", default="data", metavar="DIR")
-    cr.add_argument("--seed", type=int, default=0)
-    cr.add_argument("--limit", type=int, default=0, metavar="N")
-    cr.add_argument("--workers", type=int, default=0, metavar="N")
+    cr.add_argument("--dataset", required=True, metavar="D", help="registered dataset name (ovss-bench ls datasets)")
+    cr.add_argument("--corruptions", nargs="+", metavar="NAME",
+                    help="corruption names or groups (default: the 19 ImageNet-C corruptions)")
+    cr.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="S",
+                    help="severities in 1..5 (default: all five)")
+    cr.add_argument("--out", required=True, metavar="DIR", help="cache root; a run reads it as [corruptions] cache")
+    cr.add_argument("--data-root", default="data", metavar="DIR", help="data root or the dataset's own directory")
+    cr.add_argument("--seed", type=int, default=0, help="corruption seed; must equal the run's seed")
+    cr.add_argument("--limit", type=int, default=0, metavar="N", help="first N images only (0: all)")
+    cr.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (0: this process)")
 
     cv = sub.add_parser("convert-checkpoint", help="convert Meta's sam3.pt to a Hugging Face directory")
     cv.add_argument("src", metavar="SAM3_PT")

@@ -149,7 +149,9 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert _run(tmp_path / "c", "--corruptions", "fgo") == 2
     assert "did you mean 'fog'" in capsys.readouterr().err
     assert _run(tmp_path / "c", "--corruptions", "fog", "--severities", "6") == 2
-    assert "severities must be in 1..5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "severities must be in 1..5" in err
+    assert err.count("ovss-bench corrupt") == 1 and err.count("\n") == 1, err  # one prefix, one line
 
 
 def test_limit_globs_and_worker_processes_give_the_same_files(tmp_path: Path) -> None:
