@@ -38,8 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backend import _mid_model  # noqa: E402  (the mid config, one copy)
+from robustbench_ovss.bench import random_model  # noqa: E402  (the mid config, one copy)
 
 from robustbench_ovss.backends.sam3 import Sam3Backend  # noqa: E402
 from robustbench_ovss.backends.tiny import tiny_word_list  # noqa: E402
@@ -118,7 +117,7 @@ def main() -> None:
     ap.add_argument("--no-methods", action="store_true", help="skip the predict comparison")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, tok = _mid_model()
+    model, tok = random_model("mid")
     backends = {on: Sam3Backend.from_model(model, tok, identity="mid-random", once_per_image=on) for on in (True, False)}
     image = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
     n = args.prompts
