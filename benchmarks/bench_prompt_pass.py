@@ -118,7 +118,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     model, tok = random_model("mid")
-    backends = {on: Sam3Backend.from_model(model, tok, identity="mid-random", once_per_image=on) for on in (True, False)}
+    # the model's own mask decoder on both sides: bench_pixel_decoder.py measures the split one
+    backends = {on: Sam3Backend.from_model(model, tok, identity="mid-random", once_per_image=on, pixel_decoder="reference")
+                for on in (True, False)}
     image = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
     n = args.prompts
     words = tiny_word_list()[100:100 + n]

@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vocab-size", type=int, metavar="N")
     f.add_argument("--active", type=int, default=None, metavar="K", help="ActiveSAM active-set size (default: what its 0.8-quantile rule keeps, at most 40)")
     f.add_argument("--resolution", type=int, default=1008, metavar="R")
+    f.add_argument("--pixel-decoder", choices=["reference", "split"], default="reference",
+                   help="count the mask decoder as bf16 / TF32 runs it (reference, default) or as full fp32 runs it "
+                        "(split: the pixel decoder's image-only half once per image)")
 
     bn = sub.add_parser("bench", help="images/s and peak memory per method and dataset on this device (random "
                                       "weights, no data) and the wall time of the config's whole grid")

@@ -50,9 +50,12 @@ class FlopModel:
         config: a ``Sam3Config`` (default: the real SAM 3 architecture).
         once_per_image: count the backend's default path (image-only work once per image); False = one
             full ``Sam3Model`` forward per prompt (``Sam3Backend(once_per_image=False)``).
+        pixel_decoder: "reference" (default: what runs under bf16, the CUDA default) or "split" (the
+            pixel decoder's image-only half counted once per image, :mod:`.backends.pixel_decoder`: what
+            runs in full fp32); with ``once_per_image`` only.
     """
 
-    def __init__(self, config: Any = None, once_per_image: bool = True):
+    def __init__(self, config: Any = None, once_per_image: bool = True, pixel_decoder: str = "reference"):
         import torch
         from transformers import Sam3Config, Sam3Model
 
@@ -64,6 +67,10 @@ class FlopModel:
         self.switch = ResolutionSwitch(self.model.vision_encoder.backbone)
         self.native_size = self.switch.native_size
         self.once_per_image = bool(once_per_image)
+        if pixel_decoder not in ("reference", "split"):
+            raise ValueError(f"pixel_decoder must be 'reference' or 'split', got {pixel_decoder!r}")
+        self.split_pixels = pixel_decoder == "split" and self.once_per_image
+        self._terms: dict[int, Any] = {}
         self._hook = self.model.detr_encoder.register_forward_hook(_host_spatial_shapes, with_kwargs=True)
         self._vision: dict[tuple[int, bool], tuple[int, Any, Any]] = {}
 
@@ -85,7 +92,8 @@ class FlopModel:
         import torch
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-        from .backends.prompt_pass import image_prefix
+        from .backends.pixel_decoder import pixel_terms
+        from .backends.prompt_pass import image_prefix, mask_levels
         from .backends.sam3 import geometry_cls_token
 
         key = (size, presence_only)
@@ -110,17 +118,23 @@ class FlopModel:
                     geometry_cls_token(self.model, f, pos)
                     if self.once_per_image:
                         box["prefix"], box["hw"] = image_prefix(self.model, f, pos), f.shape[-2:]
+                    if self.split_pixels and not presence_only:
+                        levels = mask_levels(tuple(box["out"].fpn_hidden_states))
+                        box["terms"] = pixel_terms(self.model.mask_decoder.pixel_decoder, levels)
 
             flops = self._count(run)
             prefix = box.get("prefix")
             if prefix is not None:  # the DETR decoder reads the grid size with .item(): keep it on the host
                 prefix = dataclasses.replace(prefix, spatial_shapes=torch.tensor([list(box["hw"])]))
             self._vision[key] = (flops, box["out"], prefix)
+            if not presence_only:
+                self._terms[size] = box.get("terms")
         return self._vision[key]
 
     def image(self, size: int, presence_only: bool = False) -> int:
         """FLOPs of one image encoding at ``size``: ViT + all FPN levels (or only the 1x level), the
-        geometry token and, with ``once_per_image``, the first DETR-encoder layer's image-only part."""
+        geometry token and, with ``once_per_image``, the first DETR-encoder layer's image-only part (and with
+        ``pixel_decoder="split"`` the pixel decoder's)."""
         return self._encode(size, presence_only)[0]
 
     @lru_cache(maxsize=None)
@@ -148,7 +162,8 @@ class FlopModel:
             return self._count(lambda: self.model(vision_embeds=vision, text_embeds=text, attention_mask=None))
         from .backends.prompt_pass import decode_prompts
 
-        return self._count(lambda: decode_prompts(self.model, vision.fpn_hidden_states, prefix, text.pooler_output, None))
+        terms = self._terms.get(size)
+        return self._count(lambda: decode_prompts(self.model, vision.fpn_hidden_states, prefix, text.pooler_output, None, terms))
 
     @lru_cache(maxsize=None)
     def presence(self, size: int, text_length: int = PROMPT_LENGTH) -> int:
@@ -262,7 +277,7 @@ def render_table(rows: Mapping[str, Mapping[str, float]], reference: str = REFER
 
 
 def cli_flops(args: Any) -> int:
-    """``ovss-bench flops [--dataset D | --vocab-size N] [--active K] [--resolution R]``."""
+    """``ovss-bench flops [--dataset D | --vocab-size N] [--active K] [--resolution R] [--pixel-decoder P]``."""
     if getattr(args, "dataset", None):
         vocab_size, source = dataset_prompt_count(args.dataset), f"dataset {args.dataset}"
     elif getattr(args, "vocab_size", None) is not None:
@@ -274,12 +289,13 @@ def cli_flops(args: Any) -> int:
     if getattr(args, "active", None) is not None and args.active < 1:
         raise ConfigError(f"--active must be >= 1, got {args.active}")
     resolution = int(getattr(args, "resolution", None) or 1008)
-    fm = FlopModel()
+    fm = FlopModel(pixel_decoder=getattr(args, "pixel_decoder", None) or "reference")
     if resolution % fm.switch.patch_size:
         raise ConfigError(f"--resolution {resolution} must be a multiple of the patch size {fm.switch.patch_size}")
     rows = method_flops(fm, vocab_size, getattr(args, "active", None), resolution)
     preview = preview_resolution(resolution, fm.switch.patch_size)
-    print(f"SAM 3 (real architecture, meta device), {source}: {vocab_size} prompts, resolution {resolution}, preview {preview}")
+    print(f"SAM 3 (real architecture, meta device), {source}: {vocab_size} prompts, resolution {resolution}, preview {preview}, "
+          f"pixel decoder {'split' if fm.split_pixels else 'reference'}")
     print(render_table(rows))
     k = rows["activesam"]["prompts_decoded"]
     if getattr(args, "active", None) is None:

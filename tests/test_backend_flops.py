@@ -48,6 +48,25 @@ def test_image_only_work_moves_from_every_prompt_to_the_image(small: FlopModel) 
         assert per_prompt.decode(size) - small.decode(size) == attention + box_head + other_scores
 
 
+def test_split_pixel_decoder_counts_16_instead_of_36_taps_per_coarse_pixel(small: FlopModel) -> None:
+    """Each pixel-decoder stage from an h x w map to 2h x 2w: the reference 3x3 conv costs 2 * 9 D^2 * 4hw
+    per prompt; split, that conv of the image-only level moves to the image, and the prompt's half is one
+    2x2 conv with 4D outputs on the padded (h+1) x (w+1) map: 2 * 4 * 4D * D * (h+1)(w+1)."""
+    split = FlopModel(small.config, pixel_decoder="split")
+    d = small.config.mask_decoder_config.hidden_size
+    g = 336 // 14
+    stages = [(g, g), (2 * g, 2 * g)]  # 1x -> 2x -> 4x: the mask decoder reads three FPN levels
+    reference_convs = sum(2 * 9 * d * d * 4 * h * w for h, w in stages)
+    split_convs = sum(2 * 4 * 4 * d * d * (h + 1) * (w + 1) for h, w in stages)
+    assert small.decode(336) - split.decode(336) == reference_convs - split_convs > 0
+    assert split.image(336) - small.image(336) == reference_convs
+    assert split.presence(224) == small.presence(224) and split.image(224, True) == small.image(224, True)
+    assert FlopModel(small.config, once_per_image=False, pixel_decoder="split").decode(336) == \
+        FlopModel(small.config, once_per_image=False).decode(336)  # the full forward has no split
+    with pytest.raises(ValueError, match="pixel_decoder"):
+        FlopModel(small.config, pixel_decoder="fast")
+
+
 def test_method_totals_follow_the_formulas(small: FlopModel) -> None:
     rows = method_flops(small, 150)
     vit, vit_p = small.image(336), small.image(224, presence_only=True)

@@ -33,6 +33,9 @@ def image() -> np.ndarray:
 
 
 def _pair(checkpoint: str, **kw) -> tuple[Sam3Backend, Sam3Backend]:
+    # the model's own mask decoder on both sides: the split pixel decoder has its own tests
+    # (test_backend_pixel_decoder.py), this file holds the prompt pass to 1e-5
+    kw.setdefault("pixel_decoder", "reference")
     return Sam3Backend(checkpoint, once_per_image=True, **kw), Sam3Backend(checkpoint, once_per_image=False, **kw)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from .pixel_decoder import PixelTerms, embed_pixels
 
 @dataclass
 class ImagePrefix:
@@ -138,19 +139,50 @@ def presence_logits(model: Any, prefix: ImagePrefix, prompt: torch.Tensor, mask:
     return _detr(model, prefix, prompt, mask)[1].presence_logits[-1]
 
 
+def mask_levels(fpn: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """The backbone levels the mask decoder reads: every FPN level but the last (0.5x), finest first."""
+    return list(fpn[:-1])
+
+
+def _split_mask_decoder(model: Any, terms: PixelTerms, queries: torch.Tensor, encoded: torch.Tensor,
+                        hw: tuple[int, int], prompt: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Sam3MaskDecoder.forward`` step by step, with the pixel decoder of :mod:`.pixel_decoder`.
+
+    Returns (pred_masks [n, Q, H, W], semantic_seg [n, 1, H, W]).
+    """
+    md = model.mask_decoder
+    normed = md.prompt_cross_attn_norm(encoded)
+    cross_mask = _cross_mask(md.config, normed, prompt, mask)
+    attn, _ = md.prompt_cross_attn(query=normed, key=prompt, value=prompt, attention_mask=cross_mask)
+    encoded = encoded + md.prompt_cross_attn_dropout(attn)
+    n, _, d = encoded.shape
+    coarse = encoded[:, :hw[0] * hw[1]].transpose(1, 2).reshape(n, d, hw[0], hw[1])
+    pixels = embed_pixels(md.pixel_decoder, terms, coarse)
+    instance = md.instance_projection(pixels)
+    pred_masks = torch.einsum("bqc,bchw->bqhw", md.mask_embedder(queries), instance)
+    return pred_masks, md.semantic_projection(pixels)
+
+
 def decode_prompts(model: Any, fpn: tuple[torch.Tensor, ...], prefix: ImagePrefix, prompt: torch.Tensor,
-                   mask: torch.Tensor | None) -> PromptOutputs:
+                   mask: torch.Tensor | None, terms: PixelTerms | None = None) -> PromptOutputs:
     """The full prompt-conditioned pass for n prompts on one image.
 
     Args:
         fpn: the image's FPN levels [1, D, h_l, w_l], finest first (the last, 0.5x, level is unused, as in
             ``Sam3Model.forward``); never expanded to n.
         prompt: [n, L, D]; mask: bool [n, L] or None.
+        terms: the image's :func:`.pixel_decoder.pixel_terms` to run the pixel decoder split (equal to
+            float round-off in fp32); None = the model's own mask decoder.
     """
     encoded, decoded = _detr(model, prefix, prompt, mask)
     queries = decoded.intermediate_hidden_states[-1]
     logits = model.dot_product_scoring(decoder_hidden_states=queries[None], text_features=prompt, text_mask=mask)
-    masks = model.mask_decoder(decoder_queries=queries, backbone_features=list(fpn[:-1]), encoder_hidden_states=encoded,
-                               prompt_features=prompt, prompt_mask=mask)
-    return PromptOutputs(pred_masks=masks.pred_masks, pred_logits=logits[0].squeeze(-1), semantic_seg=masks.semantic_seg,
+    if terms is None:
+        masks = model.mask_decoder(decoder_queries=queries, backbone_features=mask_levels(fpn),
+                                   encoder_hidden_states=encoded, prompt_features=prompt, prompt_mask=mask)
+        pred_masks, semantic = masks.pred_masks, masks.semantic_seg
+    else:
+        hw = (int(fpn[-2].shape[-2]), int(fpn[-2].shape[-1]))
+        pred_masks, semantic = _split_mask_decoder(model, terms, queries, encoded, hw, prompt, mask)
+    return PromptOutputs(pred_masks=pred_masks, pred_logits=logits[0].squeeze(-1), semantic_seg=semantic,
                          presence_logits=decoded.presence_logits[-1])

@@ -38,6 +38,7 @@ from ..errors import ConfigError
 from ..registry import BACKENDS
 from . import prompt_pass
 from .base import Decoded, ImageFeatures, TextFeatures
+from .pixel_decoder import PixelTerms, pixel_terms
 from .checkpoint import checkpoint_identity, hf_directory, load_model, resolve_checkpoint
 from .numerics import NumericsReport, apply_numerics, checkpoint_numerics, resolve_numerics
 from .preprocess import image_to_pixels, tokenize
@@ -65,6 +66,9 @@ class Sam3ImagePayload:
             prompt (None when the backend runs with ``geometry_cls=False``).
         prefix: the DETR encoder's image-only start for this image (:func:`.prompt_pass.image_prefix`;
             None when the backend runs with ``once_per_image=False``).
+        pixel_terms: the pixel decoder's image-only terms (:func:`.pixel_decoder.pixel_terms`), computed
+            at the first decode with ``pixel_decoder="split"``; ``pixel_terms_tried`` says they were
+            asked for (None then means the architecture cannot be split).
     """
 
     fpn: tuple[torch.Tensor | None, ...]
@@ -72,6 +76,8 @@ class Sam3ImagePayload:
     presence_only: bool = False
     geometry_token: torch.Tensor | None = None  # [1, 1, D] image-conditioned geometry CLS token
     prefix: ImagePrefix | None = None
+    pixel_terms: PixelTerms | None = None
+    pixel_terms_tried: bool = False
 
 
 @dataclass
@@ -102,6 +108,26 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
     if text not in aliases:
         raise ConfigError(f"dtype {dtype!r} is not supported: expected auto, fp32 or bf16 (bf16 = autocast)")
     return aliases[text]
+
+
+PIXEL_DECODERS = ("auto", "split", "reference")
+
+
+def resolve_pixel_decoder(choice: str, dtype: str, device: torch.device, once_per_image: bool = True) -> str:
+    """"auto" -> "split" where convolutions run in full fp32, else "reference" (see :mod:`.pixel_decoder`).
+
+    Full fp32 means ``dtype == "fp32"`` and, on CUDA, ``torch.backends.cudnn.allow_tf32`` off (Meta's
+    numerics turn it on for Ampere and newer). Without ``once_per_image`` the model's own forward runs,
+    so the result is "reference" whatever is asked.
+    """
+    if choice not in PIXEL_DECODERS:
+        raise ConfigError(f"pixel_decoder {choice!r} is not supported: expected one of {', '.join(PIXEL_DECODERS)}")
+    if not once_per_image:
+        return "reference"
+    if choice != "auto":
+        return choice
+    full_fp32 = dtype == "fp32" and not (device.type == "cuda" and torch.backends.cudnn.allow_tf32)
+    return "split" if full_fp32 else "reference"
 
 
 def geometry_cls_token(model: Any, feats: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -148,34 +174,44 @@ class Sam3Backend:
             ``Sam3Model`` forward per bucket (the previous path, kept as the oracle). Both compute the
             same outputs up to float round-off (tested to 1e-5), so, like the bucket size, the choice is
             not part of the identity.
+        pixel_decoder: "split" = each pixel-decoder convolution's image-only half once per image and the
+            prompt's half at the coarse resolution (:mod:`.pixel_decoder`, with ``once_per_image``;
+            equal to float round-off in fp32); "reference" = the model's own mask decoder; "auto"
+            (default) = "split" where the convolutions run in full fp32 (dtype fp32, and on CUDA with
+            TF32 convolutions off), else "reference" (in bf16 or TF32 the split rounds other numbers).
+            The resolved value is ``self.pixel_decoder``; like the bucket size it is not part of the
+            identity.
     """
 
     def __init__(self, checkpoint: str, device: str = "cpu", dtype: str = "fp32", allow_download: bool = False,
-                 geometry_cls: bool | None = None, numerics: str = "auto", once_per_image: bool = True):
+                 geometry_cls: bool | None = None, numerics: str = "auto", once_per_image: bool = True,
+                 pixel_decoder: str = "auto"):
         dev = resolve_device(device)
         resolved = resolve_checkpoint(checkpoint, allow_download=allow_download)
         directory = hf_directory(resolved)
         model, tokenizer = load_model(directory, resolved.spec)
         self._setup(model, tokenizer, dev, resolve_dtype(dtype, dev), checkpoint_identity(resolved, directory),
-                    geometry_cls, numerics, once_per_image)
+                    geometry_cls, numerics, once_per_image, pixel_decoder)
         self.checkpoint_dir = directory
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, device: str = "cpu", dtype: str = "fp32",
                    identity: str = "in-memory", geometry_cls: bool | None = None, numerics: str = "auto",
-                   once_per_image: bool = True) -> Sam3Backend:
+                   once_per_image: bool = True, pixel_decoder: str = "auto") -> Sam3Backend:
         """Wrap a freshly built ``Sam3Model`` and tokenizer (benchmarks, random real-size models).
 
         The model's modules are changed in place to run ``numerics``.
         """
         self = cls.__new__(cls)
         dev = resolve_device(device)
-        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity, geometry_cls, numerics, once_per_image)
+        self._setup(model.eval(), tokenizer, dev, resolve_dtype(dtype, dev), identity, geometry_cls, numerics,
+                    once_per_image, pixel_decoder)
         self.checkpoint_dir = None
         return self
 
     def _setup(self, model: Any, tokenizer: Any, device: torch.device, dtype: str, identity: str,
-               geometry_cls: bool | None, numerics: str = "auto", once_per_image: bool = True) -> None:
+               geometry_cls: bool | None, numerics: str = "auto", once_per_image: bool = True,
+               pixel_decoder: str = "auto") -> None:
         self.device = device
         self.dtype = dtype
         self.once_per_image = bool(once_per_image)
@@ -192,6 +228,7 @@ class Sam3Backend:
         self.identity = identity
         self.model = model.to(device).eval()
         self.numerics_report: NumericsReport = apply_numerics(self.model, self.numerics, device)
+        self.pixel_decoder = resolve_pixel_decoder(pixel_decoder, dtype, device, self.once_per_image)
         self.tokenizer = tokenizer
         self.config = model.config
         self.switch = ResolutionSwitch(self.model.vision_encoder.backbone)
@@ -205,7 +242,8 @@ class Sam3Backend:
 
     def __repr__(self) -> str:
         return (f"Sam3Backend({self.identity!r}, device={str(self.device)!r}, dtype={self.dtype!r}, "
-                f"numerics={self.numerics!r}, once_per_image={self.once_per_image}, native_size={self.native_size})")
+                f"numerics={self.numerics!r}, once_per_image={self.once_per_image}, "
+                f"pixel_decoder={self.pixel_decoder!r}, native_size={self.native_size})")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -270,6 +308,17 @@ class Sam3Backend:
     def _image_prefix(self, payload: Sam3ImagePayload) -> ImagePrefix:
         lvl = self.presence_level
         return prompt_pass.image_prefix(self.model, payload.fpn[lvl], payload.pos[lvl])
+
+    def _pixel_terms(self, payload: Sam3ImagePayload) -> PixelTerms | None:
+        """The payload's pixel-decoder terms with ``pixel_decoder="split"`` (computed at the first decode)."""
+        if self.pixel_decoder != "split":
+            return None
+        if not payload.pixel_terms_tried:
+            levels = prompt_pass.mask_levels(payload.fpn)  # type: ignore[arg-type]
+            with torch.no_grad(), self._autocast():
+                payload.pixel_terms = pixel_terms(self.model.mask_decoder.pixel_decoder, levels)
+            payload.pixel_terms_tried = True
+        return payload.pixel_terms
 
     def _prefix(self, payload: Sam3ImagePayload) -> ImagePrefix:
         """The payload's prefix, computed now (and kept) for features encoded without it."""
@@ -452,7 +501,8 @@ class Sam3Backend:
         n = len(chunk)
         with torch.no_grad(), self._autocast():
             if self.once_per_image:
-                out: Any = prompt_pass.decode_prompts(self.model, payload.fpn, self._prefix(payload), feats, mask)  # type: ignore[arg-type]
+                out: Any = prompt_pass.decode_prompts(self.model, payload.fpn, self._prefix(payload), feats, mask,  # type: ignore[arg-type]
+                                                      self._pixel_terms(payload))
             else:
                 out = self._forward_bucket(payload, feats, mask)
         self.counters["decoder_calls"] += 1
