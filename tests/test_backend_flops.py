@@ -50,14 +50,14 @@ def test_image_only_work_moves_from_every_prompt_to_the_image(small: FlopModel) 
 
 def test_split_pixel_decoder_counts_16_instead_of_36_taps_per_coarse_pixel(small: FlopModel) -> None:
     """Each pixel-decoder stage from an h x w map to 2h x 2w: the reference 3x3 conv costs 2 * 9 D^2 * 4hw
-    per prompt; split, that conv of the image-only level moves to the image, and the prompt's half is one
-    2x2 conv with 4D outputs on the padded (h+1) x (w+1) map: 2 * 4 * 4D * D * (h+1)(w+1)."""
+    per prompt; split, that conv of the image-only level moves to the image, and the prompt's half is four
+    2x2 convs (one per output parity) on h x w windows of the padded map: 4 * 2 * 4 D^2 * hw."""
     split = FlopModel(small.config, pixel_decoder="split")
     d = small.config.mask_decoder_config.hidden_size
     g = 336 // 14
     stages = [(g, g), (2 * g, 2 * g)]  # 1x -> 2x -> 4x: the mask decoder reads three FPN levels
     reference_convs = sum(2 * 9 * d * d * 4 * h * w for h, w in stages)
-    split_convs = sum(2 * 4 * 4 * d * d * (h + 1) * (w + 1) for h, w in stages)
+    split_convs = sum(4 * 2 * 4 * d * d * h * w for h, w in stages)
     assert small.decode(336) - split.decode(336) == reference_convs - split_convs > 0
     assert split.image(336) - small.image(336) == reference_convs
     assert split.presence(224) == small.presence(224) and split.image(224, True) == small.image(224, True)
