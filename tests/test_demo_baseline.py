@@ -56,3 +56,14 @@ def test_demo_times_every_unit(demo_run: Path) -> None:
     assert (res["timed_images"] == res["n_images"]).all()
     assert res["fps"].gt(0).all() and res["pipeline_fps"].gt(0).all()
     assert (res["pipeline_fps"] < res["fps"]).all()
+
+
+@pytest.mark.slow
+def test_demo_manifest_records_how_the_backend_computes(demo_run: Path) -> None:
+    """The demo runs on the CPU in fp32: Meta's numerics are not declared by the demo model, and the split
+    pixel decoder runs (round-off only, so it is recorded, not part of the identity)."""
+    import json
+
+    backend = json.loads((demo_run / "manifest.json").read_text())["backend"]
+    assert backend["numerics"] == "transformers" and backend["pixel_decoder"] == "split"
+    assert "split" not in backend["identity"]

@@ -163,9 +163,11 @@ def build_run_plan(cfg: RunConfig, datasets: Datasets, methods: Methods, dtype: 
 
 
 def backend_manifest(name: str, backend: Any) -> dict[str, Any]:
-    """Backend provenance: name, identity, and the numerics and TF32 flags it runs with."""
+    """Backend provenance: name, identity, the numerics and TF32 flags it runs with, and its pixel decoder."""
     out: dict[str, Any] = {"name": name, "identity": getattr(backend, "identity", None)}
     report = getattr(backend, "numerics_report", None)
     if report is not None:
         out.update(report.to_dict())
+    if getattr(backend, "pixel_decoder", None) is not None:  # "split" or "reference" (round-off only)
+        out["pixel_decoder"] = backend.pixel_decoder
     return out
