@@ -18,8 +18,7 @@ from robustbench_ovss.backends import prompt_pass
 from robustbench_ovss.backends.pixel_decoder import conv_of_upsampled, embed_pixels, parity_kernels, pixel_terms
 from robustbench_ovss.backends.sam3 import Sam3Backend, resolve_pixel_decoder
 from robustbench_ovss.errors import ConfigError
-from robustbench_ovss.method import MethodContext, check_prediction
-from robustbench_ovss.registry import METHODS
+from robustbench_ovss.testing.method_labels import predict_labels
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 WORDS = ["wall", "sky", "tree", "person", "car", "dog"]
@@ -104,13 +103,6 @@ def test_auto_splits_only_in_full_fp32() -> None:
     assert Sam3Backend("builtin:tiny-random", dtype="bf16").pixel_decoder == "reference"
 
 
-def _labels(backend: Sam3Backend, name: str, vocab: list[list[str]], images: list[np.ndarray], **params) -> list[torch.Tensor]:
-    m = METHODS.get(name)(**params)
-    m.setup(MethodContext(vocabulary=vocab, bg_idx=0, prob_thd=0.4, dataset="voc21", backend=backend,
-                          class_names=[a[0] for a in vocab]))
-    return [check_prediction(m.predict(img), img.shape[:2], len(vocab), name) for img in images]
-
-
 @pytest.mark.parametrize("checkpoint", ["builtin:tiny-random", "builtin:demo"])
 def test_method_labels_are_identical(checkpoint: str) -> None:
     from robustbench_ovss.datasets.synthetic import concept_names, render_scene
@@ -122,7 +114,7 @@ def test_method_labels_are_identical(checkpoint: str) -> None:
     else:
         images = [(np.random.default_rng(0).random((150, 200, 3)) * 255).astype(np.uint8)]
     for name, params in (("segearth-ov3", {}), ("sam3", {}), ("activesam", {})):
-        got = _labels(split, name, vocab, images, **params)
-        want = _labels(ref, name, vocab, images, **params)
+        got = predict_labels(split, name, vocab, images, **params)
+        want = predict_labels(ref, name, vocab, images, **params)
         for g, w in zip(got, want, strict=True):
             assert torch.equal(g, w), name

@@ -16,8 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from robustbench_ovss.backends.base import Decoded
 from robustbench_ovss.backends.sam3 import Sam3Backend
-from robustbench_ovss.method import MethodContext, check_prediction
-from robustbench_ovss.registry import METHODS
+from robustbench_ovss.testing.method_labels import predict_labels
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 WORDS = ["wall", "sky", "tree", "person", "car", "dog", "road", "grass", "chair", "table"]
@@ -141,13 +140,6 @@ def test_no_per_prompt_copies_of_the_image_features(tiny_checkpoint: Path, image
 
 
 # -- labels of the methods -------------------------------------------------------------------------------------
-def _labels(backend: Sam3Backend, name: str, vocab: list[list[str]], images: list[np.ndarray], **params) -> list[torch.Tensor]:
-    m = METHODS.get(name)(**params)
-    m.setup(MethodContext(vocabulary=vocab, bg_idx=0, prob_thd=0.4, dataset="voc21", backend=backend,
-                          class_names=[a[0] for a in vocab]))
-    return [check_prediction(m.predict(img), img.shape[:2], len(vocab), name) for img in images]
-
-
 @pytest.mark.parametrize("checkpoint", ["builtin:tiny-random", "builtin:demo"])
 def test_method_labels_are_identical(checkpoint: str) -> None:
     """segearth-ov3, sam3 and ActiveSAM (46 prompts: the presence preview runs) give identical labels
@@ -161,7 +153,7 @@ def test_method_labels_are_identical(checkpoint: str) -> None:
     else:  # random weights: a noise image gives more than one class
         images = [(np.random.default_rng(0).random((150, 200, 3)) * 255).astype(np.uint8)]
     for name, params in (("segearth-ov3", {}), ("sam3", {}), ("activesam", {"expansion": False})):
-        got = _labels(fast, name, vocab, images, **params)
-        want = _labels(oracle, name, vocab, images, **params)
+        got = predict_labels(fast, name, vocab, images, **params)
+        want = predict_labels(oracle, name, vocab, images, **params)
         for g, w in zip(got, want, strict=True):
             assert torch.equal(g, w), name

@@ -5,5 +5,6 @@ not); it ships inside the package so that benchmarks and plugin authors' tests c
 fixtures without the repository's tests/ folder.
 
 - :mod:`.fake_datasets`: tiny trees in the exact layouts of the real benchmarks;
-- :mod:`.fake_runs`: run directories with plausible, deterministic numbers, for report tests.
+- :mod:`.fake_runs`: run directories with plausible, deterministic numbers, for report tests;
+- :mod:`.method_labels`: a method's labels on given images with a given backend (speed-up oracles).
 """
