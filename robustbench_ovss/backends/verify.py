@@ -130,7 +130,9 @@ def _image(path: str | None) -> np.ndarray:
 def _backend(checkpoint: str, device: str, numerics: str) -> Any:
     from .sam3 import Sam3Backend
 
-    return Sam3Backend(checkpoint, device=device, dtype="fp32", numerics=numerics)
+    # the model's own mask decoder: this checks loading and numerics against Meta's computation; the split
+    # pixel decoder (round-off only) has its own tests, and its regrouped sums would eat into the tolerance
+    return Sam3Backend(checkpoint, device=device, dtype="fp32", numerics=numerics, pixel_decoder="reference")
 
 
 def cli_verify(args: Any) -> int:
