@@ -20,7 +20,10 @@ from there with the model's own modules, in the order of ``Sam3DetrEncoderLayer.
   cross-attention's queries [n, h*w, D], made contiguous because a stride-0 batch takes another matmul
   path on the CPU under bf16 autocast and rounds differently from the full forward;
 - only what the backend returns is computed: scoring on the last decoder layer (the forward scores every
-  decoder layer, six in SAM 3, and keeps the last) and no box head (boxes are not returned).
+  decoder layer, six in SAM 3, and keeps the last) and no box head (boxes are not returned);
+- with the image's :class:`~.pixel_decoder.PixelTerms` (``Sam3Backend(pixel_decoder="split")``, the fp32
+  default), the mask decoder runs step by step with the pixel decoder's image-only half taken from them
+  (:mod:`.pixel_decoder`: equal to float round-off, not bit for bit).
 
 Every module keeps what :mod:`.numerics` set on it (LayerNorm eps, the presence clamp, the decoder MLP
 outside autocast), and the ops run in the same order and dtypes under autocast, so the outputs equal the

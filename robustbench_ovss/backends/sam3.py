@@ -13,7 +13,9 @@ Operations (DESIGN §4, §5):
   the prompt (the first DETR-encoder layer's self-attention over the image tokens) is done once per
   encoded image and no FPN level is copied per prompt (:mod:`.prompt_pass`); with
   ``once_per_image=False`` every bucket is one ``Sam3Model`` forward with the features expanded along
-  the batch, the oracle the fast path is tested against.
+  the batch, the oracle the fast path is tested against. Where convolutions run in full fp32 the
+  pixel decoder's image-only half is also computed once per image (``pixel_decoder="auto"``,
+  :mod:`.pixel_decoder`; equal to float round-off).
 - ``presence(...)``: ViT -> 1x FPN level -> DETR encoder -> DETR decoder, no mask decoder; equals the
   presence of the full forward.
 - ``text_embeddings_1024`` / ``project``: ActiveSAM's prompt-expansion inputs.
