@@ -5,8 +5,8 @@ weights, no memory, no arithmetic; ``torch.utils.flop_counter.FlopCounterMode`` 
 operations it would run. Per-prompt work does not depend on the other prompts (DESIGN §5), so each
 component is counted once and scaled:
 
-- image encoder (ViT + FPN neck + the geometry encoder's CLS token + the first DETR-encoder layer's
-  image-only part, :func:`~robustbench_ovss.backends.prompt_pass.image_prefix`) once per resolution
+- image encoder (ViT + FPN neck + the geometry encoder's CLS token + the prompt-independent start of the
+  DETR encoder and decoder, :func:`~robustbench_ovss.backends.prompt_pass.image_prefix`) once per resolution
   (1008 full; the 672 preview counts ViT + the 1x FPN level only, as
   ``encode_image(..., presence_only=True)`` computes);
 - one prompt's full decode (the rest of the DETR encoder, DETR decoder, scoring, mask decoder) at the
@@ -87,7 +87,6 @@ class FlopModel:
     def _encode(self, size: int, presence_only: bool) -> tuple[int, Any, Any]:
         """(FLOPs, vision output, image prefix or None) of one image encoding; the outputs feed the
         per-prompt counts."""
-        import dataclasses
 
         import torch
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
@@ -117,30 +116,28 @@ class FlopModel:
                         box["out"] = Sam3VisionEncoderOutput(fpn_hidden_states=(f, None), fpn_position_encoding=(pos, None))
                     geometry_cls_token(self.model, f, pos)
                     if self.once_per_image:
-                        box["prefix"], box["hw"] = image_prefix(self.model, f, pos), f.shape[-2:]
+                        box["prefix"] = image_prefix(self.model, f, pos)
                     if self.split_pixels and not presence_only:
                         levels = mask_levels(tuple(box["out"].fpn_hidden_states))
                         box["terms"] = pixel_terms(self.model.mask_decoder.pixel_decoder, levels)
 
             flops = self._count(run)
-            prefix = box.get("prefix")
-            if prefix is not None:  # the DETR decoder reads the grid size with .item(): keep it on the host
-                prefix = dataclasses.replace(prefix, spatial_shapes=torch.tensor([list(box["hw"])]))
-            self._vision[key] = (flops, box["out"], prefix)
+            self._vision[key] = (flops, box["out"], box.get("prefix"))
             if not presence_only:
                 self._terms[size] = box.get("terms")
         return self._vision[key]
 
     def image(self, size: int, presence_only: bool = False) -> int:
         """FLOPs of one image encoding at ``size``: ViT + all FPN levels (or only the 1x level), the
-        geometry token and, with ``once_per_image``, the first DETR-encoder layer's image-only part (and with
-        ``pixel_decoder="split"`` the pixel decoder's)."""
+        geometry token and, with ``once_per_image``, the prompt-independent start of the DETR encoder and
+        decoder (and with ``pixel_decoder="split"`` the pixel decoder's image-only half)."""
         return self._encode(size, presence_only)[0]
 
     @lru_cache(maxsize=None)
     def prefix(self, size: int) -> int:
-        """FLOPs of the first DETR-encoder layer's image-only part at ``size`` (part of :meth:`image` with
-        ``once_per_image``; of every prompt's decode and presence pass without)."""
+        """FLOPs of the prompt-independent start of the DETR encoder and decoder at ``size``
+        (:func:`~robustbench_ovss.backends.prompt_pass.image_prefix`; part of :meth:`image` with
+        ``once_per_image``, of every prompt's decode and presence pass without)."""
         from .backends.prompt_pass import image_prefix
 
         vision = self._encode(size, True)[1]
@@ -310,7 +307,8 @@ def cli_flops(args: Any) -> int:
           f"(+{EXPANSION_TOKENS} tokens {fm.decode(resolution, PROMPT_LENGTH + EXPANSION_TOKENS) / 1e12:.3f}); "
           f"presence/prompt @{preview} {fm.presence(preview) / 1e12:.3f}; "
           f"text encoder/prompt (setup, cached) {fm.text() / 1e9:.1f} GFLOPs")
-    print(f"the first DETR-encoder layer's self-attention over the image tokens runs once per image "
+    print(f"the image-only start of the DETR encoder (its first self-attention) and decoder (its first layer up to "
+          f"the text) runs once per image "
           f"(in the image encoder above): {fm.prefix(resolution) / 1e9:.1f} GFLOPs @{resolution}, "
           f"{fm.prefix(preview) / 1e9:.1f} @{preview}, which a forward per prompt would repeat for every prompt")
     speedup = rows[REFERENCE]["flops"] / rows["activesam"]["flops"]

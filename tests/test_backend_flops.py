@@ -29,23 +29,38 @@ def test_component_counts_scale_as_expected(small: FlopModel) -> None:
 
 
 def test_image_only_work_moves_from_every_prompt_to_the_image(small: FlopModel) -> None:
-    """The first DETR-encoder layer's self-attention over the T image tokens of width D costs
-    4 projections (2 T D^2 each) + scores and weighted sum (2 T^2 D each); with once_per_image it is
-    counted in the image encoder and no longer in every prompt's decode and presence pass, which also
-    drop the box head and the scoring of all decoder layers but the last (outputs the backend discards)."""
+    """Counted once per image with once_per_image, and no longer in every prompt's decode and presence pass:
+
+    - the first DETR-encoder layer's self-attention over the T image tokens of width D: 4 projections
+      (2 T D^2 each) + scores and weighted sum (2 T^2 D each);
+    - the DETR decoder's first layer up to its text cross-attention, on learned inputs: the query
+      positions (an MLP 2D -> D -> D on Q boxes), the box bias (MLPs 2 -> D -> heads on Q x G columns and
+      Q x G rows) and the self-attention over the Q + 1 tokens.
+
+    The prompt passes also drop outputs the backend discards: the last decoder layer's box refinement and
+    the presence heads of the other layers; the decode, the model's box head and the scoring of all
+    decoder layers but the last."""
     cfg = small.config
     per_prompt = FlopModel(cfg, once_per_image=False)
     d, q, layers = cfg.detr_encoder_config.hidden_size, cfg.detr_decoder_config.num_queries, cfg.detr_decoder_config.num_layers
+    heads = cfg.detr_decoder_config.num_attention_heads
+    box_mlp = 2 * q * (d * d + d * d + d * 4)  # box head: D -> D -> D -> 4 on Q queries
+    presence_mlp = 2 * (d * d + d * d + d)  # presence head: D -> D -> D -> 1 on one token
     for size in (336, 224):
-        t = (size // 14) ** 2
+        g = size // 14
+        t = g * g
         attention = 4 * 2 * t * d * d + 2 * 2 * t * t * d
-        assert small.prefix(size) == attention
-        assert small.image(size) - per_prompt.image(size) == attention
-        assert small.image(size, True) - per_prompt.image(size, True) == attention
-        assert per_prompt.presence(size) - small.presence(size) == attention
-        box_head = 2 * q * (d * d + d * d + d * 4) * layers
+        decoder_start = (2 * q * (2 * d * d + d * d)  # query positions
+                         + 2 * (2 * q * g * (2 * d + d * heads))  # box bias over columns and rows
+                         + 4 * 2 * (q + 1) * d * d + 2 * 2 * (q + 1) ** 2 * d)  # self-attention
+        assert small.prefix(size) == attention + decoder_start
+        assert small.image(size) - per_prompt.image(size) == attention + decoder_start
+        assert small.image(size, True) - per_prompt.image(size, True) == attention + decoder_start
+        dropped = box_mlp + (layers - 1) * presence_mlp
+        assert per_prompt.presence(size) - small.presence(size) == attention + decoder_start + dropped
+        model_box_head = box_mlp * layers
         other_scores = (2 * q * d * d + 2 * q * d) * (layers - 1)
-        assert per_prompt.decode(size) - small.decode(size) == attention + box_head + other_scores
+        assert per_prompt.decode(size) - small.decode(size) == attention + decoder_start + dropped + model_box_head + other_scores
 
 
 def test_split_pixel_decoder_counts_16_instead_of_36_taps_per_coarse_pixel(small: FlopModel) -> None:
@@ -101,4 +116,4 @@ def test_flops_cli_on_the_real_architecture(capsys: pytest.CaptureFixture[str]) 
     assert "| activesam | 30 | 150 |" in out and "| segearth-ov3 | 150 | 0 |" in out
     assert "K = 30 of 150 prompts: the 0.8-quantile rule" in out
     assert "image encoder @1008 5.6" in out  # DESIGN §5: ViT ~5.6 TFLOP at 1008
-    assert "runs once per image (in the image encoder above): 30.2 GFLOPs @1008, 6.6 @672" in out
+    assert "runs once per image (in the image encoder above): 30.6 GFLOPs @1008, 7.0 @672" in out

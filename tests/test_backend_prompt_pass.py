@@ -90,6 +90,37 @@ def test_the_prefix_is_what_every_prompt_feeds_its_first_cross_attention(tiny_ch
     assert oracle.encode_image(image).payload.prefix is None
 
 
+def test_the_decoder_start_is_what_every_prompt_feeds_its_first_text_cross_attention(tiny_checkpoint: Path,
+                                                                                      image: np.ndarray) -> None:
+    """In the full forward, the first DETR-decoder layer's text cross-attention receives the same queries
+    for every prompt, equal to the stored start (after the self-attention on learned queries, plus the
+    positions of the learned boxes), and its vision cross-attention the same box bias: the part before
+    it sees neither the prompt nor the image."""
+    fast, oracle = _pair(str(tiny_checkpoint))
+    seen: dict[str, torch.Tensor] = {}
+    layer = oracle.model.detr_decoder.layers[0]
+
+    def keep(name: str, key: str):
+        def hook(mod, args, kwargs, out) -> None:  # returns None: the output stays as it is
+            seen.setdefault(name, kwargs[key].detach().clone())
+        return hook
+
+    hooks = [layer.text_cross_attn.register_forward_hook(keep("query", "query"), with_kwargs=True),
+             layer.vision_cross_attn.register_forward_hook(keep("mask", "attention_mask"), with_kwargs=True)]
+    try:
+        oracle.decode(oracle.encode_image(image), oracle.encode_text(WORDS[:5]), range(5), 5)
+    finally:
+        for h in hooks:
+            h.remove()
+    start = fast.encode_image(image).payload.prefix.decoder
+    other = fast.encode_image(np.ascontiguousarray(image[::-1])).payload.prefix.decoder  # same grid, other image
+    assert seen["query"].shape == (5, *start.hidden.shape[1:]) and seen["mask"].shape[0] == 5
+    for q, m in zip(seen["query"], seen["mask"], strict=True):
+        torch.testing.assert_close(q, (start.hidden + start.query_pos)[0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(m, start.vision_mask[0], rtol=0, atol=1e-6)
+    assert torch.equal(other.hidden, start.hidden) and torch.equal(other.vision_mask, start.vision_mask)
+
+
 def test_decode_uses_the_prefix_of_the_image(tiny_checkpoint: Path, image: np.ndarray) -> None:
     """The fast path reads the stored prefix (another image's prefix changes the outputs), and features
     encoded without one (once_per_image=False) get theirs computed on first use, with equal outputs."""

@@ -10,8 +10,9 @@ Operations (DESIGN §4, §5):
 - ``decode(features, text, indices, bucket_size)``: one prompt-conditioned pass per bucket of prompts
   on the cached image features; per prompt instance mask logits, instance scores sigmoid(pred_logits) *
   presence, semantic logits and presence. By default (``once_per_image=True``) the work that precedes
-  the prompt (the first DETR-encoder layer's self-attention over the image tokens) is done once per
-  encoded image and no FPN level is copied per prompt (:mod:`.prompt_pass`); with
+  the prompt (the first DETR-encoder layer's self-attention over the image tokens, the DETR decoder's
+  first layer up to its text cross-attention) is done once per encoded image and no FPN level is copied
+  per prompt (:mod:`.prompt_pass`); with
   ``once_per_image=False`` every bucket is one ``Sam3Model`` forward with the features expanded along
   the batch, the oracle the fast path is tested against. Where convolutions run in full fp32 the
   pixel decoder's image-only half is also computed once per image (``pixel_decoder="auto"``,
@@ -171,8 +172,8 @@ class Sam3Backend:
             "transformers" = transformers' ``Sam3Model`` as its config builds it; "auto" (default) =
             what the checkpoint's config.json declares in ``ovss_numerics`` ("meta" when absent, as
             in every checkpoint from Meta or the hub). See :mod:`.numerics`.
-        once_per_image: True (default) = the first DETR-encoder layer's image-only part once per encoded
-            image and no per-prompt copies of the FPN levels (:mod:`.prompt_pass`); False = one full
+        once_per_image: True (default) = the prompt-independent start of the DETR encoder and decoder once
+            per encoded image and no per-prompt copies of the FPN levels (:mod:`.prompt_pass`); False = one full
             ``Sam3Model`` forward per bucket (the previous path, kept as the oracle). Both compute the
             same outputs up to float round-off (tested to 1e-5), so, like the bucket size, the choice is
             not part of the identity.
