@@ -116,6 +116,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="rounds of new, old, old, new")
     ap.add_argument("--no-methods", action="store_true", help="skip the predict comparison")
     args = ap.parse_args()
+    if args.prompts <= 4:
+        ap.error("--prompts must be more than 4 (the memory per prompt is the slope between buckets of 4 and N)")
     torch.set_num_threads(1)
     model, tok = random_model("mid")
     # the model's own mask decoder on both sides: bench_pixel_decoder.py measures the split one
