@@ -288,7 +288,7 @@ def decode_prompts(model: Any, fpn: tuple[torch.Tensor, ...], prefix: ImagePrefi
                                    encoder_hidden_states=encoded, prompt_features=prompt, prompt_mask=mask)
         pred_masks, semantic = masks.pred_masks, masks.semantic_seg
     else:
-        hw = (int(fpn[-2].shape[-2]), int(fpn[-2].shape[-1]))
+        hw = (int(prefix.spatial_shapes[0, 0]), int(prefix.spatial_shapes[0, 1]))  # the 1x level: host numbers
         pred_masks, semantic = _split_mask_decoder(model, terms, queries, encoded, hw, prompt, mask)
     return PromptOutputs(pred_masks=pred_masks, pred_logits=logits[0].squeeze(-1), semantic_seg=semantic,
                          presence_logits=presence)

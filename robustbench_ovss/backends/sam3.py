@@ -41,9 +41,9 @@ from ..errors import ConfigError
 from ..registry import BACKENDS
 from . import prompt_pass
 from .base import Decoded, ImageFeatures, TextFeatures
-from .pixel_decoder import PixelTerms, pixel_terms
 from .checkpoint import checkpoint_identity, hf_directory, load_model, resolve_checkpoint
 from .numerics import NumericsReport, apply_numerics, checkpoint_numerics, resolve_numerics
+from .pixel_decoder import PixelTerms, pixel_terms
 from .preprocess import image_to_pixels, tokenize
 from .prompt_pass import ImagePrefix
 from .resolution import ResolutionSwitch
