@@ -47,7 +47,7 @@ CASES = {  # name: (method, vocabulary, image (H, W)); default params (ActiveSAM
 DEFAULT_OLD = ["e1439eb", "8c49086"]  # e1439eb: before items 2-4 of issue #14 (after 1 and 5); 8c49086 = 7349a4c^: when it was filed
 
 WORKER = r'''
-import json, sys, time, warnings
+import functools, json, sys, time, warnings
 spec = json.loads(sys.argv[1])
 import numpy as np, torch
 torch.set_num_threads(1)
@@ -68,6 +68,7 @@ backend = Sam3Backend.from_model(Sam3Model(cfg).eval(), tok, identity="mid-rando
 model_s = [0.0]
 for name in ("encode_image", "decode", "presence"):
     fn = getattr(backend, name)
+    @functools.wraps(fn)  # keeps the signature: ActiveSAM asks encode_image for presence_only
     def timed(*a, _fn=fn, **k):
         t0 = time.perf_counter()
         try:
