@@ -131,7 +131,8 @@ def _instrument(sink: list[tuple[float, float]]) -> Callable[[], None]:
     return lambda: setattr(streaming.StreamingLabels, "add", original)
 
 
-def measure(case: str, backend: Any) -> Figures:
+def measure(case: str, backend: Any, calls: dict[str, float]) -> Figures:
+    """One case on ``backend``, whose :data:`BACKEND_CALLS` add their seconds to ``calls``."""
     method_name, vocab_name, (h, w) = CASES[case]
     vocab = packaged_vocabulary(vocab_name)
     if vocab_name == "ade847":
@@ -146,7 +147,7 @@ def measure(case: str, backend: Any) -> Figures:
     image = (np.random.default_rng(1).random((h, w, 3)) * 255).astype(np.uint8)
 
     fig = Figures(case)
-    backend.call_seconds.clear()  # the timed predict's calls only
+    calls.clear()  # the timed predict's calls only
     fusion_time: dict[str, float] = {}
     fuse = fusion.PromptFuser.fuse
     _timed(fusion.PromptFuser, "fuse", fusion_time)
@@ -156,7 +157,7 @@ def measure(case: str, backend: Any) -> Figures:
         fig.predict_s = time.perf_counter() - t0
     finally:
         fusion.PromptFuser.fuse = fuse
-    fig.model_s = {k: backend.call_seconds.get(k, 0.0) for k in BACKEND_CALLS}
+    fig.model_s = {k: calls.get(k, 0.0) for k in BACKEND_CALLS}
     fig.fusion_s = fusion_time.get("fuse", 0.0)
 
     fractions: list[tuple[float, float]] = []
@@ -179,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     backend = random_backend("mid")
-    backend.call_seconds = {}
+    calls: dict[str, float] = {}
     for name in BACKEND_CALLS:
-        _timed(backend, name, backend.call_seconds)
+        _timed(backend, name, calls)
     rows = []
     for case in args.cases:
-        fig = measure(case, backend)
+        fig = measure(case, backend, calls)
         rows.append(fig)
         print(f"{case}: predict {fig.predict_s:.2f} s, model {fig.model_total:.2f} s "
               f"({', '.join(f'{k} {v:.2f}' for k, v in fig.model_s.items() if v)}), fusion {fig.fusion_s:.2f} s", flush=True)
